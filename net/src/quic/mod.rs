@@ -1,0 +1,40 @@
+//! The node's one QUIC endpoint (UDP, default :3119) carrying all cluster traffic. Every
+//! bi-stream opens with a `Service` byte; the endpoint routes it to the handler the node
+//! registered for that service. Outgoing connections are cached per peer address.
+mod endpoint;
+mod frame;
+mod tls;
+
+pub use endpoint::{serve_unary, BiStream, QuicEndpoint, StreamHandler};
+pub use frame::{read_frame, write_frame};
+pub use tls::ClusterTls;
+
+use crate::serial::SerialError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    #[error("resolve {0}: {1}")]
+    Resolve(String, String),
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    #[error("stream closed: {0}")]
+    Closed(#[from] quinn::ClosedStream),
+    #[error("frame of {0} bytes exceeds the limit")]
+    FrameTooLarge(usize),
+    #[error("peer closed the stream before replying")]
+    NoReply,
+    #[error("timed out")]
+    Timeout,
+    #[error("codec: {0}")]
+    Serial(#[from] SerialError),
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}

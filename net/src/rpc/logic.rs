@@ -1,0 +1,112 @@
+//! Comet → logic calls (goim's logic gRPC service: Connect, Disconnect, Heartbeat,
+//! RenewOnline, Receive) plus the reads a job needs. One request frame, one reply frame.
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::RpcError;
+
+/// A comet as registered in the cluster (goim's discovery instance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CometInfo {
+    pub id: String,
+    /// Public client addresses, as clients should dial them.
+    pub tcp_addr: String,
+    pub ws_addr: String,
+    /// Where jobs open push streams to this comet.
+    pub quic_addr: String,
+    pub zone: String,
+    pub weight: u32,
+}
+
+/// The auth body a client sent with op 7 (PROTOCOL.md §3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthBody {
+    pub mid: i64,
+    pub key: String,
+    pub room_id: String,
+    pub platform: String,
+    pub accepts: Vec<i32>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogicRequest {
+    Connect {
+        comet: String,
+        conn: u64,
+        ip: String,
+        auth: AuthBody,
+    },
+    Disconnect {
+        comet: String,
+        key: String,
+        conn: u64,
+    },
+    ChangeRoom {
+        comet: String,
+        key: String,
+        conn: u64,
+        room: String,
+    },
+    /// Periodic (goim: every 10 s) registration + per-room connection counts of one comet.
+    RenewOnline {
+        comet: CometInfo,
+        rooms: BTreeMap<String, u32>,
+        conn_count: u32,
+        ip_count: u32,
+    },
+    /// An uplink message (op 4) from a client.
+    Receive {
+        comet: String,
+        key: String,
+        mid: i64,
+        op: i32,
+        body: Bytes,
+    },
+    /// Registered, unexpired comets (for jobs).
+    Comets,
+    /// A job asks to own (or keeps owning) a push-log partition for `ttl_ms`.
+    AcquireLease {
+        partition: u32,
+        job: String,
+        ttl_ms: u64,
+    },
+    /// A job gives its partition up (graceful stop).
+    ReleaseLease { partition: u32, job: String },
+    /// Every comet acked the partition up to `seq`.
+    CommitOffset {
+        partition: u32,
+        job: String,
+        seq: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogicReply {
+    Connected {
+        key: String,
+        mid: i64,
+        room_id: String,
+        accepts: Vec<i32>,
+        heartbeat_secs: u64,
+    },
+    Done,
+    /// Cluster-wide online count per room, summed over every comet.
+    RoomCounts(BTreeMap<String, u64>),
+    Pushed {
+        seq: u64,
+    },
+    Comets(Vec<CometInfo>),
+    /// Lease outcome; when granted, `offset` is the committed offset to resume after.
+    Lease {
+        granted: bool,
+        holder: String,
+        offset: u64,
+    },
+    /// The partition's committed offset.
+    Offset(u64),
+}
+
+pub type LogicResult = Result<LogicReply, RpcError>;

@@ -1,0 +1,700 @@
+//! The per-connection protocol state machine (PROTOCOL.md §3), shared by TCP and
+//! WebSocket: the handshake timer and auth (op 7), then heartbeats, uplink messages, room
+//! changes and sub/unsub until the connection closes, and the cleanup every close path
+//! shares (leave the bucket, tell logic).
+
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use goim_net::packet::{op, Packet};
+use goim_net::rpc::logic::{AuthBody, LogicReply, LogicRequest};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::channel::{Channel, Frame, Session};
+use super::transport::{note_read_error, FrameSink, PacketSource};
+use super::{writer, Comet};
+use goim_net::rpc::RpcError;
+
+/// Op-4 messages one connection may have waiting on logic at once.
+pub const MAX_UPLINK_IN_FLIGHT: usize = 16;
+/// How long a refused connection may take to receive its last reply and close.
+const HANG_UP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The op-7 body. Unknown fields are ignored, missing ones take their default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthJson {
+    pub mid: i64,
+    pub key: String,
+    pub room_id: String,
+    pub platform: String,
+    pub accepts: Vec<i32>,
+    pub token: Option<String>,
+}
+
+impl From<AuthJson> for AuthBody {
+    fn from(a: AuthJson) -> AuthBody {
+        AuthBody {
+            mid: a.mid,
+            key: a.key,
+            room_id: a.room_id,
+            platform: a.platform,
+            accepts: a.accepts,
+            token: a.token,
+        }
+    }
+}
+
+/// The op-8 body of a successful auth.
+#[derive(Debug, Serialize)]
+pub struct AuthReplyJson<'a> {
+    pub key: &'a str,
+    pub mid: i64,
+    pub room_id: &'a str,
+    pub heartbeat: u64,
+    pub room_seq: u64,
+    pub recovered: bool,
+}
+
+/// `{"error":"…"}`, the body of a refused auth or uplink message.
+pub fn error_body(why: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "error": why }).to_string())
+}
+
+/// Serves one accepted connection until it closes. `deadline` ends the handshake.
+pub async fn serve<R: PacketSource, W: FrameSink>(
+    comet: Arc<Comet>,
+    peer: SocketAddr,
+    deadline: Instant,
+    mut reader: R,
+    writer: W,
+) {
+    let Some(auth) = await_auth(&comet, deadline, &mut reader).await else {
+        hang_up(writer, None).await;
+        return;
+    };
+    let conn = comet.next_conn_id();
+    let (session, heartbeat) = match authenticate(&comet, conn, peer, &auth).await {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            metrics::counter!("goim_comet_auth_failures_total", "reason" => refusal.reason)
+                .increment(1);
+            tracing::debug!(%peer, why = %refusal.why, "auth refused");
+            let reply = auth.reply(op::AUTH_REPLY, error_body(&refusal.why));
+            hang_up(writer, Some(reply)).await;
+            return;
+        }
+    };
+
+    let closed = comet.shutdown_token().child_token();
+    let ch = Arc::new(Channel::new(
+        conn,
+        peer.ip(),
+        session,
+        comet.queue_policy(),
+        closed,
+    ));
+    tokio::spawn(writer::run(ch.clone(), writer));
+    let room = ch.room();
+    let reply = AuthReplyJson {
+        key: &ch.key,
+        mid: ch.mid,
+        room_id: room.as_deref().unwrap_or(""),
+        heartbeat: heartbeat.as_secs(),
+        room_seq: 0,
+        recovered: false,
+    };
+    let body = serde_json::to_vec(&reply).unwrap_or_default();
+    ch.push(Frame::Packet(auth.reply(op::AUTH_REPLY, body).to_bytes()));
+    comet.register(ch.clone());
+
+    let conn = Connection {
+        comet,
+        ch,
+        uplink: Arc::new(Semaphore::new(MAX_UPLINK_IN_FLIGHT)),
+    };
+    conn.run(&mut reader, heartbeat.saturating_mul(2)).await;
+    conn.teardown();
+}
+
+/// Closes a connection that never got a channel, after writing `last_words` if given.
+async fn hang_up<W: FrameSink>(mut writer: W, last_words: Option<Packet>) {
+    let goodbye = async {
+        if let Some(packet) = last_words {
+            let frames = [Frame::Packet(packet.to_bytes())].into();
+            if writer.write_frames(frames).await.is_err() {
+                return;
+            }
+        }
+        writer.close().await;
+    };
+    let _ = tokio::time::timeout(HANG_UP_TIMEOUT, goodbye).await;
+}
+
+/// Reads until an auth packet, ignoring anything else; `None` if the connection ends, the
+/// deadline passes or the comet shuts down first.
+async fn await_auth<R: PacketSource>(
+    comet: &Comet,
+    deadline: Instant,
+    reader: &mut R,
+) -> Option<Packet> {
+    let find_auth = async {
+        loop {
+            match reader.next_packet().await {
+                Ok(Some(p)) if p.op == op::AUTH => return Some(p),
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => {
+                    note_read_error(R::TRANSPORT, &e);
+                    return None;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = comet.shutdown_token().cancelled() => None,
+        found = tokio::time::timeout_at(deadline, find_auth) => found.unwrap_or_else(|_| {
+            metrics::counter!("goim_comet_auth_failures_total", "reason" => "timeout")
+                .increment(1);
+            None
+        }),
+    }
+}
+
+/// Why an auth was refused: `why` goes to the client, `reason` to metrics.
+struct Refusal {
+    why: String,
+    reason: &'static str,
+}
+
+impl From<RpcError> for Refusal {
+    fn from(e: RpcError) -> Refusal {
+        let (why, reason) = match &e {
+            RpcError::Rejected(m) | RpcError::BadRequest(m) => (m.clone(), "rejected"),
+            other => (other.to_string(), "logic"),
+        };
+        Refusal { why, reason }
+    }
+}
+
+/// Parses the auth body and asks logic to connect the session; returns it with the
+/// heartbeat interval to tell the client.
+async fn authenticate(
+    comet: &Comet,
+    conn: u64,
+    peer: SocketAddr,
+    auth: &Packet,
+) -> Result<(Session, Duration), Refusal> {
+    let body: AuthJson = serde_json::from_slice(&auth.body).map_err(|e| Refusal {
+        why: format!("bad auth body: {e}"),
+        reason: "json",
+    })?;
+    let req = LogicRequest::Connect {
+        comet: comet.id().to_string(),
+        conn,
+        ip: peer.ip().to_string(),
+        auth: body.into(),
+    };
+    let reply = comet.logic().call(&req).await?;
+    let LogicReply::Connected {
+        key,
+        mid,
+        room_id,
+        accepts,
+        heartbeat_secs,
+    } = reply
+    else {
+        return Err(RpcError::unexpected(&reply).into());
+    };
+    let heartbeat = match heartbeat_secs {
+        0 => comet.config().heartbeat,
+        secs => Duration::from_secs(secs),
+    };
+    let session = Session {
+        key,
+        mid,
+        room: (!room_id.is_empty()).then_some(room_id),
+        accepts,
+    };
+    Ok((session, heartbeat))
+}
+
+/// An authenticated connection's reader side.
+struct Connection {
+    comet: Arc<Comet>,
+    ch: Arc<Channel>,
+    uplink: Arc<Semaphore>,
+}
+
+impl Connection {
+    /// Handles packets until the client leaves, breaks the protocol, idles past
+    /// `idle_timeout` (only heartbeats count), or the channel is closed.
+    async fn run<R: PacketSource>(&self, reader: &mut R, idle_timeout: Duration) {
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
+        loop {
+            let packet = tokio::select! {
+                biased;
+                _ = self.ch.closed() => return,
+                _ = &mut idle => {
+                    tracing::debug!(key = %self.ch.key, "heartbeat timeout");
+                    return;
+                }
+                read = reader.next_packet() => match read {
+                    Ok(Some(packet)) => packet,
+                    Ok(None) => return,
+                    Err(e) => {
+                        note_read_error(R::TRANSPORT, &e);
+                        return;
+                    }
+                },
+            };
+            if packet.op == op::HEARTBEAT {
+                idle.as_mut().reset(Instant::now() + idle_timeout);
+            }
+            if self.handle(packet).await.is_break() {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&self, p: Packet) -> ControlFlow<()> {
+        let reply = match p.op {
+            op::HEARTBEAT => {
+                let online = self.ch.room().map_or(0, |r| self.comet.room_online(&r));
+                let online = i32::try_from(online).unwrap_or(i32::MAX);
+                p.reply(op::HEARTBEAT_REPLY, online.to_be_bytes().to_vec())
+            }
+            op::SEND_MSG => {
+                self.send_msg(p);
+                return ControlFlow::Continue(());
+            }
+            op::CHANGE_ROOM => self.change_room(&p).await,
+            op::SUB => {
+                self.ch.subscribe(&parse_ops(&p.body));
+                p.reply(op::SUB_REPLY, p.body.clone())
+            }
+            op::UNSUB => {
+                self.ch.unsubscribe(&parse_ops(&p.body));
+                p.reply(op::UNSUB_REPLY, p.body.clone())
+            }
+            other => p.reply(other, Bytes::new()),
+        };
+        self.reply(reply)
+    }
+
+    fn reply(&self, p: Packet) -> ControlFlow<()> {
+        self.ch.push(Frame::Packet(p.to_bytes()));
+        if self.ch.is_closed() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// Forwards an op-4 message to logic without holding up the reader; its op-5 reply
+    /// goes out when logic answers (possibly after later replies).
+    fn send_msg(&self, p: Packet) {
+        let Ok(permit) = self.uplink.clone().try_acquire_owned() else {
+            let _ = self.reply(p.reply(
+                op::SEND_MSG_REPLY,
+                error_body("too many messages in flight"),
+            ));
+            return;
+        };
+        let comet = self.comet.clone();
+        let ch = self.ch.clone();
+        tokio::spawn(async move {
+            let req = LogicRequest::Receive {
+                comet: comet.id().to_string(),
+                key: ch.key.clone(),
+                mid: ch.mid,
+                op: p.op,
+                body: p.body.clone(),
+            };
+            let body = match comet.logic().call(&req).await {
+                Ok(LogicReply::Pushed { seq }) => {
+                    Bytes::from(serde_json::json!({ "seq": seq }).to_string())
+                }
+                Ok(other) => error_body(&RpcError::unexpected(&other).to_string()),
+                Err(e) => error_body(&e.to_string()),
+            };
+            ch.push(Frame::Packet(p.reply(op::SEND_MSG_REPLY, body).to_bytes()));
+            drop(permit);
+        });
+    }
+
+    /// Records the move with logic, then moves the channel locally (even if logic could
+    /// not be told: delivery follows local membership) and echoes the body.
+    async fn change_room(&self, p: &Packet) -> Packet {
+        let room = String::from_utf8_lossy(&p.body).into_owned();
+        let req = LogicRequest::ChangeRoom {
+            comet: self.comet.id().to_string(),
+            key: self.ch.key.clone(),
+            conn: self.ch.conn,
+            room: room.clone(),
+        };
+        if let Err(e) = self.comet.logic().call(&req).await {
+            tracing::warn!(key = %self.ch.key, error = %e, "change room not recorded by logic");
+        }
+        let room = (!room.is_empty()).then_some(room);
+        self.comet.bucket(&self.ch.key).change_room(&self.ch, room);
+        p.reply(op::CHANGE_ROOM_REPLY, p.body.clone())
+    }
+
+    /// Every close path ends here: leave the bucket, close, tell logic (in the background).
+    fn teardown(self) {
+        self.comet.unregister(&self.ch);
+        self.ch.close();
+        let req = LogicRequest::Disconnect {
+            comet: self.comet.id().to_string(),
+            key: self.ch.key.clone(),
+            conn: self.ch.conn,
+        };
+        let comet = self.comet;
+        tokio::spawn(async move {
+            if let Err(e) = comet.logic().call(&req).await {
+                tracing::debug!(error = %e, "disconnect not recorded by logic");
+            }
+        });
+    }
+}
+
+/// `"1000, 1001"` → `[1000, 1001]`; pieces that are not numbers are skipped.
+pub fn parse_ops(body: &[u8]) -> Vec<i32> {
+    String::from_utf8_lossy(body)
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comet::testkit::{auth, closed, rec, wait_until, Cluster, TestConfig};
+    use goim_net::client::{AuthRequest, Client, ClientError};
+    use goim_net::rpc::PushTarget;
+
+    #[test]
+    fn auth_json_tolerates_missing_and_unknown_fields() {
+        let a: AuthJson = serde_json::from_str(r#"{"mid":7,"x":1,"room_seq":3}"#).unwrap();
+        assert_eq!((a.mid, a.key.as_str(), a.accepts.len()), (7, "", 0));
+        assert!(serde_json::from_slice::<AuthJson>(b"nope").is_err());
+    }
+
+    #[test]
+    fn ops_parse_skipping_junk() {
+        assert_eq!(parse_ops(b"1000, 1001,x,,-3"), [1000, 1001, -3]);
+        assert!(parse_ops(b"").is_empty());
+    }
+
+    #[tokio::test]
+    async fn auth_and_heartbeat_over_tcp_and_ws() {
+        let cluster = Cluster::start().await;
+        cluster.logic.set_room_total("live://1000", 10);
+        let mut kept = Vec::new();
+        for ws in [false, true] {
+            let mut client = cluster.client(ws).await;
+            let req = AuthRequest {
+                key: String::new(),
+                ..auth(123, "live://1000", &[1000])
+            };
+            let reply = client.auth(&req).await.unwrap();
+            assert!(reply.key.starts_with("gen-"), "logic generates the key");
+            assert_eq!((reply.mid, reply.room_id.as_str()), (123, "live://1000"));
+            assert_eq!(
+                (reply.heartbeat, reply.room_seq, reply.recovered),
+                (240, 0, false)
+            );
+            assert_eq!(client.heartbeat().await.unwrap(), 1 + ws as i32);
+            kept.push(client);
+        }
+        assert_eq!(cluster.comet.conn_count(), 2);
+        // Logic said 10 in the room, of which this comet reported 2 at that time: 8 are
+        // elsewhere; the local share is counted live.
+        crate::comet::online::renew_once(&cluster.comet)
+            .await
+            .unwrap();
+        let mut late = cluster.client(false).await;
+        late.auth(&auth(9, "live://1000", &[])).await.unwrap();
+        assert_eq!(late.heartbeat().await.unwrap(), 8 + 3);
+        let mut roomless = cluster.client(true).await;
+        roomless.auth(&auth(10, "", &[])).await.unwrap();
+        assert_eq!(roomless.heartbeat().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn heartbeat_reply_echoes_ver_and_seq() {
+        let cluster = Cluster::start().await;
+        let mut client = cluster.client(false).await;
+        client.auth(&auth(1, "r", &[])).await.unwrap();
+        let hb = Packet {
+            ver: 3,
+            op: op::HEARTBEAT,
+            seq: 77,
+            body: Bytes::new(),
+        };
+        client.send(&hb).await.unwrap();
+        let reply = client
+            .recv_timeout(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (reply.ver, reply.op, reply.seq),
+            (3, op::HEARTBEAT_REPLY, 77)
+        );
+        assert_eq!(reply.body.as_ref(), 1i32.to_be_bytes());
+    }
+
+    #[tokio::test]
+    async fn refused_auth_replies_error_then_closes() {
+        let cluster = Cluster::start().await;
+        for ws in [false, true] {
+            let mut client = cluster.client(ws).await;
+            let req = AuthRequest {
+                token: Some("bad".into()),
+                ..auth(1, "", &[])
+            };
+            let err = client.auth(&req).await.unwrap_err();
+            assert!(
+                matches!(&err, ClientError::AuthRejected(e) if e == "invalid token"),
+                "{err}"
+            );
+            assert!(closed(&mut client).await);
+
+            let mut client = cluster.client(ws).await;
+            client
+                .send(&Packet::new(op::AUTH, 1, "{not json"))
+                .await
+                .unwrap();
+            let reply = client
+                .recv_timeout(Duration::from_secs(2))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(reply.op, op::AUTH_REPLY);
+            let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+            assert!(body["error"].as_str().unwrap().starts_with("bad auth body"));
+            assert!(closed(&mut client).await);
+        }
+        assert_eq!(cluster.comet.conn_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn handshake_timeout_closes_and_early_packets_are_ignored() {
+        let cluster = Cluster::start_with(TestConfig {
+            handshake_timeout: Duration::from_millis(300),
+            ..TestConfig::default()
+        })
+        .await;
+        for ws in [false, true] {
+            let mut client = cluster.client(ws).await;
+            let started = std::time::Instant::now();
+            client
+                .send(&Packet::new(op::HEARTBEAT, 1, ""))
+                .await
+                .unwrap();
+            client.send(&Packet::new(op::SUB, 2, "1000")).await.unwrap();
+            assert!(closed(&mut client).await, "ws={ws}");
+            let waited = started.elapsed();
+            assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_only_heartbeats_keep_alive() {
+        let cluster = Cluster::start_with(TestConfig {
+            heartbeat: Duration::from_millis(150),
+            logic_heartbeat_secs: 0,
+            ..TestConfig::default()
+        })
+        .await;
+        let mut client = cluster.client(false).await;
+        client.auth(&auth(1, "r", &[])).await.unwrap();
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            client.heartbeat().await.unwrap();
+        }
+        client.request(op::SUB, "1000").await.unwrap();
+        let started = std::time::Instant::now();
+        assert!(closed(&mut client).await);
+        assert!(started.elapsed() < Duration::from_millis(600));
+        wait_until(|| cluster.comet.conn_count() == 0).await;
+    }
+
+    #[tokio::test]
+    async fn ops_send_change_room_sub_unsub_and_unknown() {
+        let cluster = Cluster::start().await;
+        let mut client = cluster.client(true).await;
+        let reply = client.auth(&auth(5, "live://a", &[])).await.unwrap();
+
+        let sent = client.request(op::SEND_MSG, "hello").await.unwrap();
+        assert_eq!(sent.as_ref(), br#"{"seq":1}"#);
+        let received = cluster.logic.requests().into_iter().find_map(|r| match r {
+            LogicRequest::Receive {
+                key, mid, op, body, ..
+            } => Some((key, mid, op, body)),
+            _ => None,
+        });
+        let expected = (reply.key.clone(), 5, op::SEND_MSG, Bytes::from("hello"));
+        assert_eq!(received, Some(expected));
+
+        let echoed = client.request(op::CHANGE_ROOM, "live://b").await.unwrap();
+        assert_eq!(echoed, "live://b");
+        assert_eq!(cluster.comet.local_room_count("live://a"), 0);
+        assert_eq!(cluster.comet.local_room_count("live://b"), 1);
+        assert!(cluster.logic.requests().iter().any(|r| matches!(
+            r, LogicRequest::ChangeRoom { room, .. } if room == "live://b"
+        )));
+        assert_eq!(client.request(op::CHANGE_ROOM, "").await.unwrap(), "");
+        assert_eq!(cluster.comet.local_room_count("live://b"), 0);
+        assert_eq!(client.heartbeat().await.unwrap(), 0);
+
+        assert_eq!(
+            client.request(op::SUB, "1000,1001").await.unwrap(),
+            "1000,1001"
+        );
+        assert_eq!(client.request(op::UNSUB, "1000").await.unwrap(), "1000");
+        let ch = cluster.comet.channel(&reply.key).unwrap();
+        assert!(!ch.accepts(1000) && ch.accepts(1001));
+
+        client.send(&Packet::new(4242, 9, "ignored")).await.unwrap();
+        let echo = client
+            .recv_timeout(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(echo, Packet::new(4242, 9, ""));
+    }
+
+    #[tokio::test]
+    async fn uplink_error_is_reported_in_op5() {
+        let cluster = Cluster::start().await;
+        let mut client = cluster.client(false).await;
+        client.auth(&auth(5, "", &[])).await.unwrap();
+        cluster.logic.set_unavailable(true);
+        let body = client.request(op::SEND_MSG, "x").await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("unavailable"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_header_len_closes_only_that_connection() {
+        let cluster = Cluster::start().await;
+        let mut kept = Vec::new();
+        for ws in [false, true] {
+            let mut good = cluster.client(ws).await;
+            good.auth(&auth(1, "r", &[])).await.unwrap();
+            let mut bad = cluster.client(ws).await;
+            bad.auth(&auth(2, "r", &[])).await.unwrap();
+            let mut wire = Packet::new(op::HEARTBEAT, 1, "").to_bytes().to_vec();
+            wire[5] = 17;
+            bad.send_raw(&wire).await.unwrap();
+            assert!(closed(&mut bad).await, "ws={ws}");
+            assert_eq!(good.heartbeat().await.unwrap(), 1 + ws as i32, "ws={ws}");
+            kept.push(good);
+        }
+        wait_until(|| cluster.comet.conn_count() == 2).await;
+    }
+
+    #[tokio::test]
+    async fn ws_junk_and_text_frames() {
+        let cluster = Cluster::start().await;
+        let mut text = cluster.client(true).await;
+        text.auth(&auth(1, "r", &[])).await.unwrap();
+        let wire = Packet::new(op::HEARTBEAT, 4, "").to_bytes();
+        text.send_ws_text(std::str::from_utf8(&wire).unwrap())
+            .await
+            .unwrap();
+        let reply = text
+            .recv_timeout(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((reply.op, reply.seq), (op::HEARTBEAT_REPLY, 4));
+
+        let mut junk = cluster.client(true).await;
+        junk.auth(&auth(2, "r", &[])).await.unwrap();
+        junk.send_ws_text("hello, not a packet").await.unwrap();
+        assert!(closed(&mut junk).await);
+
+        let mut short = cluster.client(true).await;
+        short.auth(&auth(3, "r", &[])).await.unwrap();
+        let long = Packet::new(op::HEARTBEAT, 1, "abcd").to_bytes();
+        short.send_raw(&long[..18]).await.unwrap();
+        assert!(closed(&mut short).await, "packLen larger than the message");
+        assert_eq!(text.heartbeat().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn same_key_replaces_and_disconnect_reaches_logic() {
+        let cluster = Cluster::start().await;
+        let req = AuthRequest {
+            key: "dup".into(),
+            ..auth(1, "r", &[])
+        };
+        let mut first = cluster.client(false).await;
+        first.auth(&req).await.unwrap();
+        let mut second = cluster.client(true).await;
+        second.auth(&req).await.unwrap();
+        assert!(closed(&mut first).await);
+        assert_eq!(second.heartbeat().await.unwrap(), 1);
+        assert_eq!(cluster.comet.conn_count(), 1);
+
+        second.close().await.unwrap();
+        wait_until(|| cluster.comet.conn_count() == 0).await;
+        wait_until(|| {
+            let disconnects = cluster
+                .logic
+                .requests()
+                .into_iter()
+                .filter(|r| matches!(r, LogicRequest::Disconnect { key, .. } if key == "dup"));
+            disconnects.count() == 2
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn kick_closes_only_the_matching_conn() {
+        let cluster = Cluster::start().await;
+        let mut client = cluster.client(false).await;
+        let reply = client.auth(&auth(1, "r", &[])).await.unwrap();
+        let conn = cluster.logic.conn_of(&reply.key).unwrap();
+        let kick = |conn| PushTarget::Kick {
+            comet: cluster.comet.id().to_string(),
+            key: reply.key.clone(),
+            conn,
+        };
+        cluster.push(1, vec![rec(1, kick(conn + 1), 0, "")]).await;
+        assert_eq!(client.heartbeat().await.unwrap(), 1);
+        cluster.push(2, vec![rec(2, kick(conn), 0, "")]).await;
+        assert!(closed(&mut client).await);
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_connections_and_stops_accepting() {
+        let cluster = Cluster::start().await;
+        let mut tcp = cluster.client(false).await;
+        tcp.auth(&auth(1, "r", &[])).await.unwrap();
+        let mut ws = cluster.client(true).await;
+        ws.auth(&auth(2, "r", &[])).await.unwrap();
+        let mut pending = cluster.client(false).await;
+        cluster.shutdown.cancel();
+        assert!(closed(&mut tcp).await);
+        assert!(closed(&mut ws).await);
+        assert!(closed(&mut pending).await);
+        wait_until(|| cluster.comet.conn_count() == 0).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = Client::connect_tcp(&cluster.tcp()).await;
+        assert!(refused.is_err(), "listener closed");
+    }
+}

@@ -1,0 +1,62 @@
+//! The shared failover client (`goim_net::rpc::logic_client`) against fake logic nodes, as
+//! the comet uses it: dead and unavailable nodes are skipped, refusals are final.
+use std::time::Duration;
+
+use goim_net::rpc::logic::{LogicReply, LogicRequest};
+use goim_net::rpc::logic_client::LogicClient;
+use goim_net::rpc::RpcError;
+
+use crate::comet::testkit::FakeLogic;
+use goim_net::rpc::logic::AuthBody;
+
+fn connect(token: Option<&str>) -> LogicRequest {
+    LogicRequest::Connect {
+        comet: "c".into(),
+        conn: 1,
+        ip: "127.0.0.1".into(),
+        auth: AuthBody {
+            mid: 5,
+            token: token.map(Into::into),
+            ..AuthBody::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn fails_over_past_dead_and_unavailable_nodes_then_sticks() {
+    let unavailable = FakeLogic::start().await;
+    unavailable.set_unavailable(true);
+    let good = FakeLogic::start().await;
+    // Nothing listens there: the attempt times out.
+    let dead = "127.0.0.1:9".to_string();
+    let peers = vec![dead, unavailable.addr(), good.addr()];
+    let client = LogicClient::new(good.endpoint(), peers, Duration::from_millis(300));
+
+    let reply = client.call(&connect(None)).await.unwrap();
+    assert!(matches!(reply, LogicReply::Connected { mid: 5, .. }));
+    assert_eq!(unavailable.requests().len(), 1);
+    client.call(&connect(None)).await.unwrap();
+    assert_eq!(good.requests().len(), 2);
+    assert_eq!(
+        unavailable.requests().len(),
+        1,
+        "sticks to the node that answered"
+    );
+}
+
+#[tokio::test]
+async fn rejection_is_final_and_no_peers_is_an_error() {
+    let first = FakeLogic::start().await;
+    let second = FakeLogic::start().await;
+    let peers = vec![first.addr(), second.addr()];
+    let client = LogicClient::new(first.endpoint(), peers, Duration::from_secs(2));
+    let err = client.call(&connect(Some("bad"))).await.unwrap_err();
+    assert_eq!(err, RpcError::Rejected("invalid token".into()));
+    assert!(second.requests().is_empty());
+
+    let none = LogicClient::new(first.endpoint(), vec![], Duration::from_secs(1));
+    assert!(matches!(
+        none.call(&connect(None)).await,
+        Err(RpcError::Unavailable(_))
+    ));
+}

@@ -1,0 +1,273 @@
+//! The comet role (DESIGN.md §2 Comet): client-facing gateway. It accepts goim clients on
+//! TCP and WebSocket, authenticates them through logic, keeps their channels in sharded
+//! buckets, and delivers the push batches jobs stream to it over QUIC.
+//!
+//! `start` is the one entry point; everything else hangs off the returned `Comet`.
+
+pub mod bucket;
+pub mod channel;
+pub mod conn;
+#[cfg(test)]
+mod logic_failover;
+pub mod online;
+pub mod push;
+pub mod room;
+pub mod tcp;
+pub mod transport;
+pub mod writer;
+pub mod ws;
+
+#[cfg(test)]
+mod testkit;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use goim_net::quic::QuicEndpoint;
+use goim_net::rpc::Service;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use bucket::Bucket;
+use channel::{Channel, QueuePolicy};
+use goim_net::rpc::logic_client::LogicClient;
+use online::OnlineSnapshot;
+use push::{Delivered, PushHandler};
+
+/// What a comet does when a connection's outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumer {
+    /// Close the connection (the client reconnects and can recover).
+    #[default]
+    Close,
+    /// Drop the frame that did not fit.
+    Drop,
+}
+
+impl SlowConsumer {
+    /// The `policy` label of `goim_comet_slow_consumer_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SlowConsumer::Close => "close",
+            SlowConsumer::Drop => "drop",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CometConfig {
+    /// Unique comet id, e.g. "comet-127.0.0.1:3101".
+    pub id: String,
+    pub tcp_addr: SocketAddr,
+    /// WebSocket listen address; clients connect to path `/sub`.
+    pub ws_addr: SocketAddr,
+    /// Addresses as clients should dial them (registered with logic).
+    pub advertise_tcp: String,
+    pub advertise_ws: String,
+    /// This node's QUIC address, where jobs open push streams.
+    pub advertise_quic: String,
+    pub zone: String,
+    pub weight: u32,
+    pub max_body: usize,
+    pub handshake_timeout: Duration,
+    /// Heartbeat interval told to clients when logic does not set one; the idle timeout
+    /// is twice the interval, and only heartbeats reset it.
+    pub heartbeat: Duration,
+    /// Frames queued per connection before it counts as a slow consumer.
+    pub outbound_queue: usize,
+    pub slow_consumer: SlowConsumer,
+    /// RenewOnline period.
+    pub renew_interval: Duration,
+    pub buckets: usize,
+    pub rpc_timeout: Duration,
+}
+
+impl Default for CometConfig {
+    fn default() -> Self {
+        let tcp_addr = SocketAddr::from(([127, 0, 0, 1], 3101));
+        let ws_addr = SocketAddr::from(([127, 0, 0, 1], 3102));
+        CometConfig {
+            id: format!("comet-{tcp_addr}"),
+            tcp_addr,
+            ws_addr,
+            advertise_tcp: tcp_addr.to_string(),
+            advertise_ws: ws_addr.to_string(),
+            advertise_quic: "127.0.0.1:3119".into(),
+            zone: String::new(),
+            weight: 1,
+            max_body: goim_net::packet::DEFAULT_MAX_BODY,
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(240),
+            outbound_queue: 1024,
+            slow_consumer: SlowConsumer::Close,
+            renew_interval: Duration::from_secs(10),
+            buckets: 32,
+            rpc_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running comet: its channels, its logic client and its delivery cursors.
+pub struct Comet {
+    cfg: CometConfig,
+    buckets: Box<[Bucket]>,
+    logic: LogicClient,
+    online: RwLock<OnlineSnapshot>,
+    delivered: Delivered,
+    next_conn: AtomicU64,
+    tcp_addr: SocketAddr,
+    ws_addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+/// Binds the TCP and WS listeners, registers the `Service::Push` handler on `endpoint`,
+/// starts the renew loop. RPCs go to the first of `logic` and fail over to the next. When
+/// `shutdown` is cancelled the comet stops accepting and closes every connection.
+pub async fn start(
+    cfg: CometConfig,
+    endpoint: Arc<QuicEndpoint>,
+    logic: Vec<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<Comet>> {
+    let tcp = TcpListener::bind(cfg.tcp_addr)
+        .await
+        .with_context(|| format!("comet: bind tcp {}", cfg.tcp_addr))?;
+    let ws = TcpListener::bind(cfg.ws_addr)
+        .await
+        .with_context(|| format!("comet: bind websocket {}", cfg.ws_addr))?;
+    let comet = Arc::new(Comet {
+        buckets: (0..cfg.buckets.max(1)).map(|_| Bucket::default()).collect(),
+        logic: LogicClient::new(endpoint.clone(), logic, cfg.rpc_timeout),
+        online: RwLock::new(OnlineSnapshot::default()),
+        delivered: Delivered::default(),
+        next_conn: AtomicU64::new(first_conn_id()),
+        tcp_addr: tcp.local_addr()?,
+        ws_addr: ws.local_addr()?,
+        shutdown,
+        cfg,
+    });
+    endpoint.register(Service::Push, Arc::new(PushHandler::new(&comet)));
+    tokio::spawn(tcp::accept_loop(comet.clone(), tcp));
+    tokio::spawn(ws::accept_loop(comet.clone(), ws));
+    tokio::spawn(online::renew_loop(comet.clone()));
+    let (tcp_addr, ws_addr) = comet.local_addrs();
+    tracing::info!(id = %comet.cfg.id, tcp = %tcp_addr, ws = %ws_addr, "comet started");
+    Ok(comet)
+}
+
+/// Conn ids start at the wall clock in microseconds, so a restarted comet (same id) does
+/// not reuse the conn ids of sessions logic may still hold from its previous run.
+fn first_conn_id() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+        .unwrap_or(1)
+}
+
+impl Comet {
+    pub fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    pub fn config(&self) -> &CometConfig {
+        &self.cfg
+    }
+
+    /// Authenticated connections on this comet.
+    pub fn conn_count(&self) -> usize {
+        self.buckets.iter().map(Bucket::conn_count).sum()
+    }
+
+    /// The bound TCP and WS addresses (the actual ports when configured with port 0).
+    pub fn local_addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.tcp_addr, self.ws_addr)
+    }
+
+    pub fn logic(&self) -> &LogicClient {
+        &self.logic
+    }
+
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    /// The bucket that owns `key`.
+    pub fn bucket(&self, key: &str) -> &Bucket {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        let index = usize::try_from(hasher.finish() % self.buckets.len() as u64).unwrap_or(0);
+        &self.buckets[index]
+    }
+
+    pub fn channel(&self, key: &str) -> Option<Arc<Channel>> {
+        self.bucket(key).get(key)
+    }
+
+    pub fn queue_policy(&self) -> QueuePolicy {
+        QueuePolicy {
+            capacity: self.cfg.outbound_queue.max(1),
+            slow: self.cfg.slow_consumer,
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds an authenticated channel; a channel already holding its key is closed.
+    pub fn register(&self, ch: Arc<Channel>) {
+        match self.bucket(&ch.key).put(ch) {
+            Some(old) => old.close(),
+            None => metrics::gauge!("goim_comet_connections").increment(1.0),
+        }
+    }
+
+    /// Removes `ch` if it is still the channel of its key.
+    pub fn unregister(&self, ch: &Channel) {
+        if self.bucket(&ch.key).remove(ch) {
+            metrics::gauge!("goim_comet_connections").decrement(1.0);
+        }
+    }
+
+    /// Connections in `room` on this comet, now.
+    pub fn local_room_count(&self, room: &str) -> usize {
+        self.buckets.iter().map(|b| b.room_len(room)).sum()
+    }
+
+    /// The online count a heartbeat reply carries: other comets' share from the last
+    /// RenewOnline reply plus this comet's current local count.
+    pub fn room_online(&self, room: &str) -> u64 {
+        let remote = read(&self.online).remote(room);
+        remote.saturating_add(self.local_room_count(room) as u64)
+    }
+
+    pub fn online(&self) -> &RwLock<OnlineSnapshot> {
+        &self.online
+    }
+
+    pub fn delivered(&self) -> &Delivered {
+        &self.delivered
+    }
+}
+
+/// Locks ignoring poison: every critical section here leaves its data consistent.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,53 @@
+//! The two halves every client transport provides to the protocol state machine: a source
+//! of decoded packets and a sink for pre-encoded frames. TCP and WebSocket implement them;
+//! `conn` and `writer` are written once against these traits.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+
+use goim_net::packet::Packet;
+
+use super::channel::Frame;
+
+/// Why reading stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The client broke the wire protocol (bad header, packLen bounds, junk message):
+    /// the connection is closed and `goim_comet_bad_frames_total` counts it.
+    #[error("protocol violation: {0}")]
+    Violation(String),
+    /// The socket failed.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+pub trait PacketSource: Send + 'static {
+    /// The `transport` metrics label.
+    const TRANSPORT: &'static str;
+
+    /// The next packet; `Ok(None)` when the client closed cleanly. Cancel-safe.
+    fn next_packet(&mut self) -> impl Future<Output = Result<Option<Packet>, ReadError>> + Send;
+}
+
+pub trait FrameSink: Send + 'static {
+    /// Writes every frame, in order, coalesced into as few socket writes as possible.
+    fn write_frames(
+        &mut self,
+        frames: VecDeque<Frame>,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Ends the connection politely (TCP: FIN; WebSocket: a close frame).
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Counts and logs a read error.
+pub fn note_read_error(transport: &'static str, err: &ReadError) {
+    match err {
+        ReadError::Violation(why) => {
+            metrics::counter!("goim_comet_bad_frames_total", "transport" => transport).increment(1);
+            tracing::debug!(transport, %why, "closing on a protocol violation");
+        }
+        ReadError::Transport(why) => tracing::debug!(transport, %why, "read failed"),
+    }
+}

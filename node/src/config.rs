@@ -1,0 +1,206 @@
+//! The node's one configuration type. Every setting comes from, in order of precedence: a
+//! command-line flag, a `GOIM_*` environment variable, a key of the TOML file given with
+//! `--config`, the built-in default (which runs a one-node cluster on loopback).
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// Declares `Settings` (every field optional: flags + env via clap, file via serde) and
+/// `Config` (every field resolved), so each setting is written once.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+        #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Settings {
+            /// TOML file with any of these settings as keys (flags and env win).
+            #[arg(long, env = "GOIM_CONFIG")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
+        }
+
+        #[derive(Debug, Clone)]
+        pub struct Config { $( $(#[doc = $doc])* pub $name: $ty, )* }
+
+        impl Settings {
+            fn or(self, file: Settings) -> Settings {
+                Settings { config: self.config, $( $name: self.$name.or(file.$name), )* }
+            }
+            fn resolve(self) -> Config {
+                Config { $( $name: self.$name.unwrap_or_else(|| $default), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// This node's Raft id (unique in the cluster).
+    node_id: u64 = 1, "GOIM_NODE_ID";
+    /// Roles this process runs: any of logic, job, comet, comma-separated.
+    roles: String = "logic,job,comet".into(), "GOIM_ROLES";
+    /// Where sled keeps the Raft log and state, and the QUIC certificate.
+    data_dir: PathBuf = PathBuf::from("./goim-data"), "GOIM_DATA_DIR";
+    /// HTTP API, /health, /metrics and the web demo.
+    http_addr: SocketAddr = ([127, 0, 0, 1], 3111).into(), "GOIM_HTTP_ADDR";
+    /// goim TCP client port.
+    tcp_addr: SocketAddr = ([127, 0, 0, 1], 3101).into(), "GOIM_TCP_ADDR";
+    /// goim WebSocket client port (path /sub).
+    ws_addr: SocketAddr = ([127, 0, 0, 1], 3102).into(), "GOIM_WS_ADDR";
+    /// The node's QUIC endpoint for all cluster traffic.
+    quic_addr: SocketAddr = ([127, 0, 0, 1], 3119).into(), "GOIM_QUIC_ADDR";
+    /// Initial logic voters: 1=HOST:PORT,2=HOST:PORT,… (QUIC addresses). Empty = this node alone.
+    peers: String = String::new(), "GOIM_PEERS";
+    /// For comet/job-only nodes: QUIC addresses of logic nodes, comma-separated.
+    logic: String = String::new(), "GOIM_LOGIC";
+    /// Largest client packet body (goim: 4096).
+    max_body: usize = goim_net::packet::DEFAULT_MAX_BODY, "GOIM_MAX_BODY";
+    /// Largest HTTP push body.
+    max_push_body: usize = 64 * 1024, "GOIM_MAX_PUSH_BODY";
+    /// Time a new connection has to authenticate.
+    handshake_timeout_ms: u64 = 5_000, "GOIM_HANDSHAKE_TIMEOUT_MS";
+    /// Client heartbeat interval told in the auth reply; idle timeout is twice this.
+    heartbeat_secs: u64 = 240, "GOIM_HEARTBEAT_SECS";
+    /// How often a comet reports its online counts (and renews its registration).
+    renew_interval_ms: u64 = 10_000, "GOIM_RENEW_INTERVAL_MS";
+    /// A comet (and its sessions) expires after this long without a report.
+    comet_ttl_ms: u64 = 30_000, "GOIM_COMET_TTL_MS";
+    /// Frames queued per connection before it is a slow consumer.
+    outbound_queue: usize = 1024, "GOIM_OUTBOUND_QUEUE";
+    /// What to do with a slow consumer: close | drop.
+    slow_consumer: String = "close".into(), "GOIM_SLOW_CONSUMER";
+    /// Comet zone and weight, as listed by /goim/nodes/*.
+    zone: String = String::new(), "GOIM_ZONE";
+    weight: u32 = 10, "GOIM_WEIGHT";
+    /// Public client addresses of this comet, if not the listen addresses.
+    advertise_tcp: String = String::new(), "GOIM_ADVERTISE_TCP";
+    advertise_ws: String = String::new(), "GOIM_ADVERTISE_WS";
+    /// Job: most records per push batch, and most body bytes.
+    job_batch_records: usize = 1024, "GOIM_JOB_BATCH_RECORDS";
+    job_batch_bytes: usize = 1 << 20, "GOIM_JOB_BATCH_BYTES";
+    /// Job: lease time-to-live on its partition.
+    job_lease_ms: u64 = 3_000, "GOIM_JOB_LEASE_MS";
+    /// Chat mode: op-4 messages from clients are pushed to the sender's room with this op
+    /// (0 turns uplink routing off; goim only logs them).
+    chat_op: i32 = 1000, "GOIM_CHAT_OP";
+    /// Raft timing.
+    raft_heartbeat_ms: u64 = 100, "GOIM_RAFT_HEARTBEAT_MS";
+    raft_election_min_ms: u64 = 400, "GOIM_RAFT_ELECTION_MIN_MS";
+    raft_election_max_ms: u64 = 800, "GOIM_RAFT_ELECTION_MAX_MS";
+    /// Build a Raft snapshot every this many log entries.
+    snapshot_every: u64 = 20_000, "GOIM_SNAPSHOT_EVERY";
+    /// Log filter (tracing env-filter syntax).
+    log: String = "info,openraft=warn".into(), "GOIM_LOG";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Logic,
+    Job,
+    Comet,
+}
+
+impl Settings {
+    /// Merges the TOML file (if any) under flags/env and fills in defaults.
+    pub fn load(self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                toml::from_str::<Settings>(&text)
+                    .with_context(|| format!("parsing config {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        let config = self.or(file).resolve();
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    fn validate(&self) -> anyhow::Result<()> {
+        self.role_list()?;
+        self.peer_map()?;
+        if !matches!(self.slow_consumer.as_str(), "close" | "drop") {
+            bail!(
+                "slow_consumer must be close or drop, not {:?}",
+                self.slow_consumer
+            );
+        }
+        if self.max_body == 0 || self.max_body > (1 << 24) {
+            bail!("max_body must be in 1..=16MiB");
+        }
+        let needs_logic = self.has(Role::Comet) || self.has(Role::Job);
+        if needs_logic && !self.has(Role::Logic) && self.logic_addrs().is_empty() {
+            bail!("a comet or job without the logic role needs --logic HOST:PORT,...");
+        }
+        Ok(())
+    }
+
+    pub fn role_list(&self) -> anyhow::Result<Vec<Role>> {
+        let mut roles = Vec::new();
+        for r in self
+            .roles
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            roles.push(match r {
+                "logic" => Role::Logic,
+                "job" => Role::Job,
+                "comet" => Role::Comet,
+                other => bail!("unknown role {other:?} (expected logic, job, comet)"),
+            });
+        }
+        if roles.is_empty() {
+            bail!("--roles is empty");
+        }
+        Ok(roles)
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.role_list().map(|r| r.contains(&role)).unwrap_or(false)
+    }
+
+    pub fn peer_map(&self) -> anyhow::Result<BTreeMap<u64, String>> {
+        let mut peers = BTreeMap::new();
+        for item in self
+            .peers
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (id, addr) = item
+                .split_once('=')
+                .with_context(|| format!("peer {item:?} is not ID=HOST:PORT"))?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .with_context(|| format!("peer id in {item:?}"))?;
+            peers.insert(id, addr.trim().to_string());
+        }
+        if !peers.is_empty() && self.has(Role::Logic) && !peers.contains_key(&self.node_id) {
+            bail!("--peers does not list this node's id {}", self.node_id);
+        }
+        Ok(peers)
+    }
+
+    /// QUIC addresses comets and jobs call: this node itself when it runs logic (over
+    /// QUIC all the same: one code path), else `--logic`.
+    pub fn logic_addrs(&self) -> Vec<String> {
+        let mut addrs: Vec<String> = self
+            .logic
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect();
+        if self.has(Role::Logic) {
+            addrs.insert(0, self.quic_addr.to_string());
+        }
+        addrs
+    }
+}

@@ -1,0 +1,93 @@
+//! The node's HTTP server: `/health` and `/metrics` on every node whatever its roles, the
+//! logic API when it runs logic, the web demo at `/`, and goim's JSON 404 elsewhere.
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::logic::{http as logic_http, Logic};
+
+/// What `/health` looks at.
+#[derive(Clone)]
+pub struct Health {
+    pub roles: String,
+    pub logic: Option<Arc<Logic>>,
+}
+
+impl Health {
+    fn check(&self) -> (StatusCode, serde_json::Value) {
+        if let Some(logic) = &self.logic {
+            let leader = logic.cluster.leader();
+            if leader.is_none() {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "status": "no leader", "roles": self.roles }),
+                );
+            }
+            return (
+                StatusCode::OK,
+                json!({ "status": "ok", "roles": self.roles, "leader": leader }),
+            );
+        }
+        (
+            StatusCode::OK,
+            json!({ "status": "ok", "roles": self.roles }),
+        )
+    }
+}
+
+pub fn router(health: Health, prometheus: Option<PrometheusHandle>) -> Router {
+    let logic = health.logic.clone();
+    let app = Router::new()
+        .route(
+            "/health",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    let (code, body) = health.check();
+                    (code, Json(body))
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = prometheus
+                    .as_ref()
+                    .map(PrometheusHandle::render)
+                    .unwrap_or_default();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        )
+        .route(
+            "/",
+            get(|| async { Html(include_str!("../../web-demo/index.html")) }),
+        )
+        .route(
+            "/goim.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript")],
+                    include_str!("../../web-demo/goim.js"),
+                )
+            }),
+        )
+        .fallback(not_found);
+    match logic {
+        Some(logic) => app.merge(logic_http::routes(logic)),
+        None => app,
+    }
+}
+
+async fn not_found() -> Response {
+    metrics::counter!("goim_http_not_found_total").increment(1);
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "code": -404, "message": "no such route", "data": null })),
+    )
+        .into_response()
+}

@@ -1,0 +1,107 @@
+//! Batch formation: whatever the tail delivered while the previous batch was in flight is
+//! sent together (so an idle job adds no latency and a busy one sends large batches), cut
+//! at the configured record and byte caps. A batch is the unit comets aggregate room
+//! messages over (one op-9 frame per room per batch).
+use goim_net::rpc::PushRecord;
+
+use super::JobConfig;
+
+pub struct Pending {
+    records: Vec<PushRecord>,
+    bytes: usize,
+}
+
+impl Pending {
+    pub fn new(first: Vec<PushRecord>) -> Pending {
+        let mut p = Pending {
+            records: Vec::new(),
+            bytes: 0,
+        };
+        p.extend(first);
+        p
+    }
+
+    pub fn extend(&mut self, more: Vec<PushRecord>) {
+        self.bytes += more.iter().map(|r| r.body.len()).sum::<usize>();
+        self.records.extend(more);
+    }
+
+    pub fn full(&self, cfg: &JobConfig) -> bool {
+        self.records.len() >= cfg.batch_records || self.bytes >= cfg.batch_bytes
+    }
+
+    /// Splits into batches of at most `batch_records` records and about `batch_bytes`
+    /// body bytes (a single larger record still forms its own batch).
+    pub fn into_batches(self, cfg: &JobConfig) -> Vec<Vec<PushRecord>> {
+        let mut out = Vec::new();
+        let mut cur: Vec<PushRecord> = Vec::new();
+        let mut bytes = 0;
+        for r in self.records {
+            if !cur.is_empty()
+                && (cur.len() >= cfg.batch_records || bytes + r.body.len() > cfg.batch_bytes)
+            {
+                out.push(std::mem::take(&mut cur));
+                bytes = 0;
+            }
+            bytes += r.body.len();
+            cur.push(r);
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goim_net::rpc::PushTarget;
+    use std::time::Duration;
+
+    fn rec(seq: u64, len: usize) -> PushRecord {
+        PushRecord {
+            partition: 0,
+            seq,
+            ts_ms: 0,
+            target: PushTarget::All,
+            op: 1000,
+            body: vec![b'x'; len].into(),
+        }
+    }
+
+    fn cfg(records: usize, bytes: usize) -> JobConfig {
+        JobConfig {
+            id: "j".into(),
+            partition: 0,
+            batch_records: records,
+            batch_bytes: bytes,
+            lease_ttl: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn cuts_by_count_and_bytes_in_order() {
+        let p = Pending::new((1..=10).map(|s| rec(s, 10)).collect());
+        let batches = p.into_batches(&cfg(4, 1 << 20));
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
+        let seqs: Vec<u64> = batches.concat().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+
+        let p = Pending::new(vec![rec(1, 60), rec(2, 60), rec(3, 200), rec(4, 1)]);
+        let sizes: Vec<usize> = p
+            .into_batches(&cfg(100, 100))
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, vec![1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn full_by_either_cap() {
+        assert!(Pending::new(vec![rec(1, 1), rec(2, 1)]).full(&cfg(2, 100)));
+        assert!(Pending::new(vec![rec(1, 100)]).full(&cfg(10, 100)));
+        assert!(!Pending::new(vec![rec(1, 1)]).full(&cfg(10, 100)));
+    }
+}

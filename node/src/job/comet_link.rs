@@ -1,0 +1,134 @@
+//! The job's side of the push streams: the comet list (refreshed from logic) and one
+//! long-lived QUIC stream per comet carrying `PushBatch` frames, each answered by a
+//! `PushAck`. A comet that cannot take a batch after a retry is skipped (counted): its
+//! clients will find another comet.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use goim_net::quic::{read_frame, write_frame, QuicError};
+use goim_net::rpc::logic::{CometInfo, LogicReply, LogicRequest};
+use goim_net::rpc::logic_client::LogicClient;
+use goim_net::rpc::push::{PushAck, PushBatch};
+use goim_net::rpc::record::Partition;
+use goim_net::rpc::{PushRecord, PushTarget, Service};
+use quinn::{RecvStream, SendStream};
+use tracing::warn;
+
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Comets {
+    logic: Arc<LogicClient>,
+    links: HashMap<String, Link>,
+    refreshed: Option<Instant>,
+}
+
+struct Link {
+    info: CometInfo,
+    stream: Option<(SendStream, RecvStream)>,
+}
+
+impl Comets {
+    pub fn new(logic: Arc<LogicClient>) -> Comets {
+        Comets {
+            logic,
+            links: HashMap::new(),
+            refreshed: None,
+        }
+    }
+
+    async fn refresh(&mut self) {
+        match self.logic.call(&LogicRequest::Comets).await {
+            Ok(LogicReply::Comets(list)) => {
+                self.links.retain(|id, _| list.iter().any(|c| &c.id == id));
+                for info in list {
+                    let link = self.links.entry(info.id.clone()).or_insert_with(|| Link {
+                        info: info.clone(),
+                        stream: None,
+                    });
+                    if link.info.quic_addr != info.quic_addr {
+                        link.stream = None;
+                    }
+                    link.info = info;
+                }
+                self.refreshed = Some(Instant::now());
+            }
+            Ok(other) => warn!(?other, "unexpected reply to Comets"),
+            Err(e) => warn!(error = %e, "listing comets"),
+        }
+    }
+
+    fn names_unknown_comet(&self, records: &[PushRecord]) -> bool {
+        records.iter().any(|r| match &r.target {
+            PushTarget::Keys { comet, .. } | PushTarget::Kick { comet, .. } => {
+                !self.links.contains_key(comet)
+            }
+            _ => false,
+        })
+    }
+
+    /// Hands `records` (seqs up to `last_seq`) to every comet they concern, concurrently,
+    /// and returns once each has acked or been given up on.
+    pub async fn deliver(&mut self, partition: Partition, records: Vec<PushRecord>, last_seq: u64) {
+        let stale = self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
+        if stale || self.names_unknown_comet(&records) {
+            self.refresh().await;
+        }
+        let endpoint = self.logic.endpoint().clone();
+        let sends = self.links.values_mut().filter_map(|link| {
+            let mine: Vec<PushRecord> = records.iter().filter(|r| r.target.concerns(&link.info.id)).cloned().collect();
+            if mine.is_empty() {
+                return None;
+            }
+            let batch = PushBatch { partition, records: mine, last_seq };
+            let endpoint = endpoint.clone();
+            Some(async move {
+                for attempt in 0..2 {
+                    match link.send(&endpoint, &batch).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            link.stream = None;
+                            if attempt == 1 {
+                                metrics::counter!("goim_job_push_failures_total").increment(1);
+                                warn!(comet = %link.info.id, error = %e, last_seq, "comet did not take a push batch; skipped");
+                            }
+                        }
+                    }
+                }
+            })
+        });
+        join_all(sends).await;
+        metrics::counter!("goim_job_records_total").increment(records.len() as u64);
+    }
+}
+
+impl Link {
+    async fn send(
+        &mut self,
+        endpoint: &goim_net::quic::QuicEndpoint,
+        batch: &PushBatch,
+    ) -> Result<(), QuicError> {
+        if self.stream.is_none() {
+            self.stream = Some(endpoint.open(&self.info.quic_addr, Service::Push).await?);
+        }
+        let Some((send, recv)) = self.stream.as_mut() else {
+            return Err(QuicError::NoReply);
+        };
+        let exchange = async {
+            write_frame(send, batch).await?;
+            match read_frame::<PushAck>(recv).await? {
+                Some(ack) if ack.last_seq >= batch.last_seq => Ok(()),
+                Some(ack) => Err(QuicError::Io(std::io::Error::other(format!(
+                    "ack {} short of {}",
+                    ack.last_seq, batch.last_seq
+                )))),
+                None => Err(QuicError::NoReply),
+            }
+        };
+        tokio::time::timeout(ACK_TIMEOUT, exchange)
+            .await
+            .map_err(|_| QuicError::Timeout)?
+    }
+}

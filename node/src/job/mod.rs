@@ -1,0 +1,135 @@
+//! The job role (goim's job, consuming what was Kafka): owns a push-log partition through a
+//! Raft lease, tails it from the committed offset, hands each batch to every comet it
+//! concerns over QUIC push streams, and commits the offset once they all acked. Another job
+//! takes over from that offset when this one dies (delivery is at-least-once; comets drop
+//! what they already delivered).
+mod batcher;
+mod comet_link;
+mod lease;
+mod tail;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use goim_net::rpc::logic::{LogicReply, LogicRequest};
+use goim_net::rpc::logic_client::LogicClient;
+use goim_net::rpc::record::Partition;
+use goim_net::rpc::PushRecord;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::comet_link::Comets;
+
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    pub id: String,
+    pub partition: Partition,
+    pub batch_records: usize,
+    pub batch_bytes: usize,
+    pub lease_ttl: Duration,
+}
+
+/// Commit the offset at least this often while records flow (and whenever idle).
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
+const RETRY: Duration = Duration::from_millis(300);
+
+pub fn start(
+    cfg: JobConfig,
+    logic: Arc<LogicClient>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            let Some(offset) = lease::acquire(&cfg, &logic, &shutdown).await else {
+                break;
+            };
+            info!(job = %cfg.id, partition = cfg.partition, offset, "job owns the partition");
+            let lost = CancellationToken::new();
+            let renew = tokio::spawn(lease::keep(
+                cfg.clone(),
+                logic.clone(),
+                lost.clone(),
+                shutdown.clone(),
+            ));
+            match run(&cfg, &logic, offset, &lost, &shutdown).await {
+                Ok(()) => {}
+                Err(e) => warn!(job = %cfg.id, error = %e, "job pipeline stopped"),
+            }
+            lost.cancel();
+            let _ = renew.await;
+            if shutdown.is_cancelled() {
+                lease::release(&cfg, &logic).await;
+                break;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+        info!(job = %cfg.id, "job stopped");
+    })
+}
+
+/// Owns the partition from `offset` until the lease is lost or the node stops.
+async fn run(
+    cfg: &JobConfig,
+    logic: &Arc<LogicClient>,
+    mut offset: u64,
+    lost: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut comets = Comets::new(logic.clone());
+    let mut committed = offset;
+    let mut last_commit = Instant::now();
+    'tail: loop {
+        let (tx, mut rx) = mpsc::channel::<Vec<PushRecord>>(16);
+        let reader = tokio::spawn(tail::read(logic.clone(), cfg.partition, offset + 1, tx));
+        loop {
+            let first = tokio::select! {
+                _ = lost.cancelled() => break 'tail,
+                _ = shutdown.cancelled() => break 'tail,
+                r = rx.recv() => r,
+            };
+            let Some(first) = first else {
+                // The tail stream ended (logic node gone): re-tail from what comets acked.
+                reader.abort();
+                logic.fail_over();
+                tokio::time::sleep(RETRY).await;
+                continue 'tail;
+            };
+            let mut pending = batcher::Pending::new(first);
+            while !pending.full(cfg) {
+                match rx.try_recv() {
+                    Ok(more) => pending.extend(more),
+                    Err(_) => break,
+                }
+            }
+            for batch in pending.into_batches(cfg) {
+                let last = batch.last().map(|r| r.seq).unwrap_or(offset);
+                comets.deliver(cfg.partition, batch, last).await;
+                offset = last;
+            }
+            let idle = rx.is_empty();
+            if offset > committed && (idle || last_commit.elapsed() >= COMMIT_EVERY) {
+                commit(cfg, logic, offset).await?;
+                committed = offset;
+                last_commit = Instant::now();
+            }
+        }
+    }
+    if offset > committed {
+        commit(cfg, logic, offset).await?;
+    }
+    Ok(())
+}
+
+async fn commit(cfg: &JobConfig, logic: &LogicClient, seq: u64) -> anyhow::Result<()> {
+    let req = LogicRequest::CommitOffset {
+        partition: cfg.partition,
+        job: cfg.id.clone(),
+        seq,
+    };
+    match logic.call(&req).await {
+        Ok(LogicReply::Offset(_)) => Ok(()),
+        Ok(other) => anyhow::bail!("unexpected reply to commit: {other:?}"),
+        Err(e) => anyhow::bail!("commit offset {seq}: {e}"),
+    }
+}

@@ -1,0 +1,50 @@
+//! `GET /cluster/status` [ext]: this node's view of the cluster — members, leader, term,
+//! log and apply positions, push-log head, job offsets with their lag, comets.
+use std::sync::Arc;
+
+use axum::extract::State;
+use goim_storage::tables::{offsets, pushlog};
+use serde_json::json;
+
+use super::{ok, ApiResult};
+use crate::logic::Logic;
+
+pub async fn status(State(logic): State<Arc<Logic>>) -> ApiResult {
+    let m = logic.cluster.raft.metrics().borrow().clone();
+    let view = &logic.cluster.view;
+    let head = pushlog::head(view, 0)?;
+    let offset = offsets::offset(view, 0)?;
+    let lease = offsets::lease(view, 0)?;
+    let comets = logic.live_comets()?;
+    let members: serde_json::Map<String, serde_json::Value> = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, n)| (id.to_string(), json!(n.addr)))
+        .collect();
+    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+    ok(json!({
+        "node_id": m.id,
+        "state": format!("{:?}", m.state),
+        "leader": m.current_leader,
+        "term": m.current_term,
+        "last_log_index": m.last_log_index,
+        "applied_index": m.last_applied.map(|l| l.index),
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
+        "replication": m.replication.as_ref().map(|r| {
+            r.iter().map(|(id, l)| (id.to_string(), json!(l.map(|l| l.index)))).collect::<serde_json::Map<_, _>>()
+        }),
+        "members": members,
+        "voters": voters,
+        "push_log": { "first_seq": head.first_seq, "last_seq": head.last_seq },
+        "jobs": [{
+            "partition": 0,
+            "offset": offset,
+            "lag": head.last_seq.saturating_sub(offset),
+            "lease_holder": lease.as_ref().map(|l| l.holder.clone()),
+            "lease_expires_ms": lease.as_ref().map(|l| l.expires_ms),
+        }],
+        "comets": comets.iter().map(|c| json!({ "id": c.info.id, "conn_count": c.conn_count, "expires_ms": c.expires_ms })).collect::<Vec<_>>(),
+    }))
+}

@@ -1,0 +1,101 @@
+//! Logic's HTTP API: goim's `/goim/*` routes with goim's reply shape
+//! (`{"code":0,"message":"","data":…}`, HTTP 200 even for errors, code -400/-500), plus the
+//! extensions of PROTOCOL.md §4 (push-log reads, cluster status).
+mod cluster;
+mod log;
+mod nodes;
+mod online;
+mod params;
+mod push;
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+
+use super::Logic;
+
+pub use params::Params;
+
+pub fn routes(logic: Arc<Logic>) -> Router {
+    Router::new()
+        .route("/goim/push/keys", post(push::keys))
+        .route("/goim/push/mids", post(push::mids))
+        .route("/goim/push/room", post(push::room))
+        .route("/goim/push/all", post(push::all))
+        .route("/goim/online/top", get(online::top))
+        .route("/goim/online/room", get(online::room))
+        .route("/goim/online/total", get(online::total))
+        .route("/goim/nodes/weighted", get(nodes::weighted))
+        .route("/goim/nodes/instances", get(nodes::instances))
+        .route("/goim/log", get(log::read))
+        .route("/cluster/status", get(cluster::status))
+        .with_state(logic)
+}
+
+#[derive(Serialize)]
+struct Envelope<T: Serialize> {
+    code: i32,
+    message: String,
+    data: T,
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+pub fn ok(data: impl Serialize) -> ApiResult {
+    Ok(Json(Envelope {
+        code: 0,
+        message: String::new(),
+        data,
+    })
+    .into_response())
+}
+
+/// A failed API call, replied in goim's shape: -400 the caller must fix the request, -500
+/// something failed on our side. Counted either way.
+#[derive(Debug)]
+pub struct ApiError {
+    code: i32,
+    message: String,
+}
+
+impl ApiError {
+    pub fn bad(message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: -400,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl ToString) -> ApiError {
+        ApiError {
+            code: -500,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<goim_storage::StorageError> for ApiError {
+    fn from(e: goim_storage::StorageError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let counter = if self.code == -400 {
+            "goim_http_bad_requests_total"
+        } else {
+            "goim_http_errors_total"
+        };
+        metrics::counter!(counter).increment(1);
+        Json(Envelope {
+            code: self.code,
+            message: self.message,
+            data: (),
+        })
+        .into_response()
+    }
+}

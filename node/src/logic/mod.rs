@@ -1,0 +1,87 @@
+//! The logic role: the cluster's front door. It turns comet RPCs (`rpc`) and HTTP pushes
+//! (`http`) into Raft commands, serves the push log to jobs (`tail`), and, while leading,
+//! proposes the clock that expires dead comets (`ticker`).
+pub mod http;
+mod rpc;
+mod tail;
+mod ticker;
+
+use std::sync::Arc;
+
+use goim_net::quic::QuicEndpoint;
+use goim_net::rpc::logic::CometInfo;
+use goim_net::rpc::Service;
+use goim_raft::command::{Push, PushTo};
+use goim_raft::{Cluster, Reply, Request, WriteError};
+use goim_storage::tables::comets;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+
+pub struct Logic {
+    pub cluster: Arc<Cluster>,
+    pub heartbeat_secs: u64,
+    pub comet_ttl_ms: u64,
+    pub chat_op: i32,
+    pub max_push_body: usize,
+}
+
+/// What a push committed as: the last log seq and, for room pushes, the room offset.
+#[derive(Debug, Clone, Copy)]
+pub struct Pushed {
+    pub seq: u64,
+    pub room_seq: u64,
+}
+
+impl Logic {
+    pub fn start(
+        cfg: &Config,
+        cluster: Arc<Cluster>,
+        endpoint: &QuicEndpoint,
+        shutdown: CancellationToken,
+    ) -> Arc<Logic> {
+        let logic = Arc::new(Logic {
+            cluster,
+            heartbeat_secs: cfg.heartbeat_secs,
+            comet_ttl_ms: cfg.comet_ttl_ms,
+            chat_op: cfg.chat_op,
+            max_push_body: cfg.max_push_body,
+        });
+        endpoint.register(Service::Logic, Arc::new(rpc::LogicService(logic.clone())));
+        endpoint.register(Service::Tail, Arc::new(tail::TailService(logic.clone())));
+        tokio::spawn(ticker::run(logic.clone(), shutdown));
+        logic
+    }
+
+    pub async fn push(
+        &self,
+        to: PushTo,
+        op: i32,
+        body: bytes::Bytes,
+    ) -> Result<Pushed, WriteError> {
+        let cmd = Request::Push(Push {
+            to,
+            op,
+            body,
+            ts_ms: now_ms(),
+        });
+        match self.cluster.write(cmd).await? {
+            Reply::Pushed { seq, room_seq } => Ok(Pushed { seq, room_seq }),
+            other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Comets whose registration has not expired, by the local clock.
+    pub fn live_comets(&self) -> Result<Vec<comets::CometState>, goim_storage::StorageError> {
+        let now = now_ms();
+        Ok(comets::list(&self.cluster.view)?
+            .into_iter()
+            .filter(|c| c.expires_ms >= now)
+            .collect())
+    }
+
+    pub fn comet_infos(&self) -> Result<Vec<CometInfo>, goim_storage::StorageError> {
+        Ok(self.live_comets()?.into_iter().map(|c| c.info).collect())
+    }
+}

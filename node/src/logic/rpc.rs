@@ -1,0 +1,205 @@
+//! `Service::Logic`: what comets and jobs ask of logic (goim's logic gRPC service), each
+//! answered after the corresponding Raft command committed.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use goim_net::quic::{serve_unary, BiStream, StreamHandler};
+use goim_net::rpc::logic::{AuthBody, LogicReply, LogicRequest, LogicResult};
+use goim_net::rpc::RpcError;
+use goim_raft::command::{
+    AcquireLease, ChangeRoom, CommitOffset, Connect, Disconnect, PushTo, ReleaseLease, RenewOnline,
+};
+use goim_raft::{Reply, Request, WriteError};
+use goim_storage::tables::sessions::{self, Session};
+
+use super::Logic;
+use crate::clock::now_ms;
+
+pub struct LogicService(pub Arc<Logic>);
+
+impl StreamHandler for LogicService {
+    fn handle(self: Arc<Self>, stream: BiStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(serve_unary(
+            stream,
+            "logic",
+            move |req: LogicRequest| async move { self.0.serve(req).await },
+        ))
+    }
+}
+
+fn unavailable(e: WriteError) -> RpcError {
+    match e {
+        WriteError::Fatal(m) => RpcError::Unavailable(format!("raft: {m}")),
+        other => RpcError::Unavailable(other.to_string()),
+    }
+}
+
+impl Logic {
+    async fn write(&self, req: Request) -> Result<Reply, RpcError> {
+        match self.cluster.write(req).await.map_err(unavailable)? {
+            Reply::Refused(why) => Err(RpcError::Rejected(why)),
+            r => Ok(r),
+        }
+    }
+
+    pub async fn serve(&self, req: LogicRequest) -> LogicResult {
+        match req {
+            LogicRequest::Connect {
+                comet,
+                conn,
+                ip,
+                auth,
+            } => self.connect(comet, conn, ip, auth).await,
+            LogicRequest::Disconnect { comet, key, conn } => {
+                self.write(Request::Disconnect(Disconnect { comet, key, conn }))
+                    .await?;
+                Ok(LogicReply::Done)
+            }
+            LogicRequest::ChangeRoom {
+                comet,
+                key,
+                conn,
+                room,
+            } => {
+                self.write(Request::ChangeRoom(ChangeRoom {
+                    comet,
+                    key,
+                    conn,
+                    room,
+                }))
+                .await?;
+                Ok(LogicReply::Done)
+            }
+            LogicRequest::RenewOnline {
+                comet,
+                rooms,
+                conn_count,
+                ip_count,
+            } => {
+                let cmd = RenewOnline {
+                    comet,
+                    rooms,
+                    conn_count,
+                    ip_count,
+                    now_ms: now_ms(),
+                    ttl_ms: self.comet_ttl_ms,
+                };
+                match self.write(Request::RenewOnline(cmd)).await? {
+                    Reply::RoomCounts(counts) => Ok(LogicReply::RoomCounts(counts)),
+                    other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
+                }
+            }
+            LogicRequest::Receive { key, mid, body, .. } => self.receive(key, mid, body).await,
+            LogicRequest::Comets => self
+                .comet_infos()
+                .map(LogicReply::Comets)
+                .map_err(|e| RpcError::Unavailable(e.to_string())),
+            LogicRequest::AcquireLease {
+                partition,
+                job,
+                ttl_ms,
+            } => {
+                match self
+                    .write(Request::AcquireLease(AcquireLease {
+                        partition,
+                        job,
+                        now_ms: now_ms(),
+                        ttl_ms,
+                    }))
+                    .await?
+                {
+                    Reply::Lease {
+                        granted,
+                        holder,
+                        offset,
+                    } => Ok(LogicReply::Lease {
+                        granted,
+                        holder,
+                        offset,
+                    }),
+                    other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
+                }
+            }
+            LogicRequest::ReleaseLease { partition, job } => {
+                self.write(Request::ReleaseLease(ReleaseLease { partition, job }))
+                    .await?;
+                Ok(LogicReply::Done)
+            }
+            LogicRequest::CommitOffset {
+                partition,
+                job,
+                seq,
+            } => {
+                match self
+                    .write(Request::CommitOffset(CommitOffset {
+                        partition,
+                        job,
+                        seq,
+                    }))
+                    .await?
+                {
+                    Reply::Offset(o) => Ok(LogicReply::Offset(o)),
+                    other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, comet: String, conn: u64, ip: String, auth: AuthBody) -> LogicResult {
+        if auth.room_id.contains('\0') || auth.key.contains('\0') {
+            return Err(RpcError::Rejected(
+                "key and room_id must not contain NUL".into(),
+            ));
+        }
+        let key = if auth.key.is_empty() {
+            new_key()
+        } else {
+            auth.key.clone()
+        };
+        let session = Session {
+            key: key.clone(),
+            mid: auth.mid,
+            comet,
+            conn,
+            room: auth.room_id.clone(),
+            accepts: auth.accepts.clone(),
+            platform: auth.platform.clone(),
+            ip,
+            connected_ms: now_ms(),
+        };
+        self.write(Request::Connect(Connect { session })).await?;
+        Ok(LogicReply::Connected {
+            key,
+            mid: auth.mid,
+            room_id: auth.room_id,
+            accepts: auth.accepts,
+            heartbeat_secs: self.heartbeat_secs,
+        })
+    }
+
+    /// Chat mode: an uplink message is pushed to the sender's room, tagged with its mid.
+    async fn receive(&self, key: String, mid: i64, body: bytes::Bytes) -> LogicResult {
+        if self.chat_op == 0 {
+            return Err(RpcError::Rejected(
+                "uplink messages are not routed on this cluster".into(),
+            ));
+        }
+        let room = match sessions::get(&self.cluster.view, &key) {
+            Ok(Some(s)) if !s.room.is_empty() => s.room,
+            Ok(_) => return Err(RpcError::Rejected("not in a room".into())),
+            Err(e) => return Err(RpcError::Unavailable(e.to_string())),
+        };
+        let msg = serde_json::json!({ "mid": mid, "msg": String::from_utf8_lossy(&body) });
+        let pushed = self
+            .push(PushTo::Room(room), self.chat_op, msg.to_string().into())
+            .await
+            .map_err(unavailable)?;
+        Ok(LogicReply::Pushed { seq: pushed.seq })
+    }
+}
+
+/// A fresh connection key: 128 random bits, hex.
+fn new_key() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}

@@ -1,0 +1,76 @@
+//! `Service::Tail`: streams the push log to a job from any logic node (followers too): the
+//! records already applied from `from_seq` on, then new ones as they are applied. The job
+//! ends the stream by closing its side.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use goim_net::quic::{read_frame, write_frame, BiStream, QuicError, StreamHandler};
+use goim_net::rpc::tail::{TailBatch, TailRequest};
+use goim_storage::tables::pushlog;
+use tracing::debug;
+
+use super::Logic;
+
+/// Most records per frame regardless of what the job asks (bounds frame size).
+const MAX_BATCH: u32 = 4096;
+
+pub struct TailService(pub Arc<Logic>);
+
+impl StreamHandler for TailService {
+    fn handle(self: Arc<Self>, stream: BiStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let peer = stream.peer;
+            if let Err(e) = self.0.tail(stream).await {
+                debug!(%peer, error = %e, "tail stream ended");
+            }
+        })
+    }
+}
+
+impl Logic {
+    async fn tail(&self, mut stream: BiStream) -> Result<(), QuicError> {
+        let req: TailRequest = match read_frame(&mut stream.recv).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                metrics::counter!("goim_quic_bad_frames_total", "service" => "tail").increment(1);
+                return Err(e);
+            }
+        };
+        let view = &self.cluster.view;
+        let mut changes = view.push_changes();
+        let mut from = req.from_seq.max(1);
+        let max = req.max_batch.clamp(1, MAX_BATCH) as usize;
+        let mut closed = [0u8; 1];
+        loop {
+            changes.borrow_and_update();
+            let head = pushlog::head(view, req.partition)
+                .map_err(|e| QuicError::Io(std::io::Error::other(e)))?;
+            if from < head.first_seq {
+                write_frame(
+                    &mut stream.send,
+                    &TailBatch::Trimmed {
+                        first_seq: head.first_seq,
+                    },
+                )
+                .await?;
+                from = head.first_seq;
+            }
+            let records = pushlog::range(view, req.partition, from, max)
+                .map_err(|e| QuicError::Io(std::io::Error::other(e)))?;
+            if let Some(last) = records.last() {
+                from = last.seq + 1;
+                write_frame(&mut stream.send, &TailBatch::Records(records)).await?;
+                continue;
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return Ok(()) },
+                // The job never writes after its request: any read result means it is gone.
+                _ = stream.recv.read(&mut closed) => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! A logic node's Raft member: opens the sled store, starts openraft on the QUIC network,
+//! forms the cluster from the configured voters exactly once, and offers `write`, which
+//! commits a command on whichever node leads (forwarding and retrying across elections).
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use goim_net::quic::QuicEndpoint;
+use goim_net::rpc::Service;
+use goim_storage::StateView;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, SnapshotPolicy};
+use tracing::{info, warn};
+
+use crate::command::{Reply, Request};
+use crate::network::{QuicNetwork, RaftRpc, RaftRpcReply, RaftService, WriteError};
+use crate::types::{Raft, TypeConfig};
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    /// Initial voters: node id → QUIC address. Empty = a cluster of this node alone.
+    pub peers: BTreeMap<u64, String>,
+    /// This node's own QUIC address as peers should dial it.
+    pub advertise: String,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot (and purge the log before it) every this many entries.
+    pub snapshot_every: u64,
+    /// How long `write` keeps retrying while there is no reachable leader.
+    pub write_timeout: Duration,
+}
+
+impl ClusterConfig {
+    pub fn new(node_id: u64, data_dir: PathBuf, advertise: String) -> Self {
+        ClusterConfig {
+            node_id,
+            data_dir,
+            peers: BTreeMap::new(),
+            advertise,
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
+            snapshot_every: 20_000,
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct Cluster {
+    pub raft: Raft,
+    pub view: StateView,
+    pub node_id: u64,
+    endpoint: Arc<QuicEndpoint>,
+    write_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] goim_storage::StorageError),
+    #[error("raft config: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("raft: {0}")]
+    Fatal(#[from] openraft::error::Fatal<u64>),
+    #[error("initialize: {0}")]
+    Initialize(#[from] RaftError<u64, InitializeError<u64, BasicNode>>),
+}
+
+impl Cluster {
+    pub async fn start(
+        cfg: ClusterConfig,
+        endpoint: Arc<QuicEndpoint>,
+    ) -> Result<Arc<Cluster>, StartError> {
+        let config = openraft::Config {
+            cluster_name: "goim".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_min_ms,
+            election_timeout_max: cfg.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            max_in_snapshot_log_to_keep: 1_000,
+            max_payload_entries: 1_000,
+            ..Default::default()
+        }
+        .validate()?;
+        let (log, sm) = goim_storage::open::<TypeConfig>(&cfg.data_dir).await?;
+        let view = sm.view();
+        let raft = Raft::new(
+            cfg.node_id,
+            Arc::new(config),
+            QuicNetwork::new(endpoint.clone()),
+            log,
+            sm,
+        )
+        .await?;
+        let cluster = Arc::new(Cluster {
+            raft,
+            view,
+            node_id: cfg.node_id,
+            endpoint: endpoint.clone(),
+            write_timeout: cfg.write_timeout,
+        });
+        endpoint.register(
+            Service::Raft,
+            Arc::new(RaftService {
+                cluster: cluster.clone(),
+            }),
+        );
+
+        let mut voters = cfg.peers.clone();
+        if voters.is_empty() {
+            voters.insert(cfg.node_id, cfg.advertise.clone());
+        }
+        // The lowest id of the initial voters forms the cluster; everyone else joins when
+        // it replicates to them. openraft refuses a second initialisation (restart), fine.
+        if voters.keys().next() == Some(&cfg.node_id) {
+            let members: BTreeMap<u64, BasicNode> = voters
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            match cluster.raft.initialize(members).await {
+                Ok(()) => {
+                    info!(node = cfg.node_id, voters = ?voters.keys().collect::<BTreeSet<_>>(), "cluster initialized")
+                }
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(cluster)
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Commits `req` through the leader and returns its reply; retries while no leader is
+    /// known or reachable, up to the configured write timeout.
+    pub async fn write(&self, req: Request) -> Result<Reply, WriteError> {
+        let deadline = Instant::now() + self.write_timeout;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let result = match self.leader_addr() {
+                Some(None) => self.write_local(req.clone()).await,
+                Some(Some(addr)) => self.forward(&addr, &req).await,
+                None => Err(WriteError::NoLeader),
+            };
+            match result {
+                Err(
+                    WriteError::ForwardToLeader(..)
+                    | WriteError::NoLeader
+                    | WriteError::Transport(_),
+                ) if Instant::now() < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                Err(WriteError::ForwardToLeader(..) | WriteError::NoLeader) => {
+                    return Err(WriteError::Timeout)
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `Some(None)`: this node leads. `Some(Some(addr))`: the leader is at `addr`.
+    fn leader_addr(&self) -> Option<Option<String>> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        if leader == self.node_id {
+            return Some(None);
+        }
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| Some(n.addr.clone()))
+    }
+
+    async fn forward(&self, addr: &str, req: &Request) -> Result<Reply, WriteError> {
+        let rpc = RaftRpc::Write(req.clone());
+        match self
+            .endpoint
+            .call::<RaftRpc, RaftRpcReply>(addr, Service::Raft, &rpc, self.write_timeout)
+            .await
+        {
+            Ok(RaftRpcReply::Write(r)) => r,
+            Ok(other) => Err(WriteError::Transport(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(WriteError::Transport(e.to_string())),
+        }
+    }
+
+    /// Proposes on this node; a follower answers where the leader is.
+    pub async fn write_local(&self, req: Request) -> Result<Reply, WriteError> {
+        match self.raft.client_write(req).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) => Err(WriteError::ForwardToLeader(id, node.addr)),
+                    _ => Err(WriteError::NoLeader),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "raft write failed");
+                Err(WriteError::Fatal(e.to_string()))
+            }
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = %e, "raft shutdown");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Every replicated write, one file per command. Commands carry everything `apply` needs
+//! (including the proposer's clock), so applying them is deterministic on every replica.
+mod change_room;
+mod commit_offset;
+mod connect;
+mod disconnect;
+mod lease;
+mod push;
+mod renew_online;
+mod tick;
+
+pub use change_room::ChangeRoom;
+pub use commit_offset::CommitOffset;
+pub use connect::Connect;
+pub use disconnect::Disconnect;
+pub use lease::{AcquireLease, ReleaseLease};
+pub use push::{Push, PushTo};
+pub use renew_online::RenewOnline;
+pub use tick::Tick;
+
+use std::collections::BTreeMap;
+
+use goim_storage::tables::Txn;
+use goim_storage::{Command, StorageError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Connect(Connect),
+    Disconnect(Disconnect),
+    ChangeRoom(ChangeRoom),
+    RenewOnline(RenewOnline),
+    Push(Push),
+    Tick(Tick),
+    AcquireLease(AcquireLease),
+    ReleaseLease(ReleaseLease),
+    CommitOffset(CommitOffset),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Blank and membership entries, and commands with nothing to say.
+    #[default]
+    Done,
+    /// The push was appended; `seq` is the last record it produced (or the log head when
+    /// nobody was targeted), `room_seq` the room offset for room pushes.
+    Pushed { seq: u64, room_seq: u64 },
+    /// Cluster-wide online count per room, after a comet's renewal.
+    RoomCounts(BTreeMap<String, u64>),
+    /// Lease outcome: when granted, the partition's committed offset to resume from.
+    Lease {
+        granted: bool,
+        holder: String,
+        offset: u64,
+    },
+    /// The partition's committed offset after a commit.
+    Offset(u64),
+    /// The command was refused for a reason the caller must see (not a storage failure).
+    Refused(String),
+}
+
+impl Command for Request {
+    type Reply = Reply;
+
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
+        match self {
+            Request::Connect(c) => c.apply(txn),
+            Request::Disconnect(c) => c.apply(txn),
+            Request::ChangeRoom(c) => c.apply(txn),
+            Request::RenewOnline(c) => c.apply(txn),
+            Request::Push(c) => c.apply(txn),
+            Request::Tick(c) => c.apply(txn),
+            Request::AcquireLease(c) => c.apply(txn),
+            Request::ReleaseLease(c) => c.apply(txn),
+            Request::CommitOffset(c) => c.apply(txn),
+        }
+    }
+}

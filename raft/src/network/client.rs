@@ -1,0 +1,123 @@
+//! openraft's `RaftNetworkFactory` / `RaftNetwork` over QUIC. Connections are made on first
+//! use and remade after failures by the endpoint; an unreachable peer is reported as
+//! `Unreachable` so openraft backs off instead of spinning.
+use std::sync::Arc;
+
+use goim_net::quic::{QuicEndpoint, QuicError};
+use goim_net::rpc::Service;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+
+use super::message::{RaftRpc, RaftRpcReply};
+use crate::types::TypeConfig;
+
+#[derive(Clone)]
+pub struct QuicNetwork {
+    endpoint: Arc<QuicEndpoint>,
+}
+
+impl QuicNetwork {
+    pub fn new(endpoint: Arc<QuicEndpoint>) -> Self {
+        QuicNetwork { endpoint }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            endpoint: self.endpoint.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+pub struct PeerClient {
+    endpoint: Arc<QuicEndpoint>,
+    target: u64,
+    addr: String,
+}
+
+type RpcErr<E> = RPCError<u64, BasicNode, RaftError<u64, E>>;
+
+impl PeerClient {
+    async fn call<E: std::error::Error>(
+        &self,
+        rpc: RaftRpc,
+        option: &RPCOption,
+    ) -> Result<RaftRpcReply, RpcErr<E>> {
+        let reply = self
+            .endpoint
+            .call::<RaftRpc, RaftRpcReply>(&self.addr, Service::Raft, &rpc, option.hard_ttl())
+            .await;
+        match reply {
+            Ok(RaftRpcReply::Bad(msg)) => Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(msg),
+            ))),
+            Ok(r) => Ok(r),
+            Err(e @ (QuicError::Connect(_) | QuicError::Resolve(..) | QuicError::Timeout)) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    // The error type is openraft's, fixed by the `RaftNetwork` signatures.
+    #[allow(clippy::result_large_err)]
+    fn remote<T, E: std::error::Error>(
+        &self,
+        r: Result<T, RaftError<u64, E>>,
+    ) -> Result<T, RpcErr<E>> {
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+fn mismatch<E: std::error::Error>() -> RpcErr<E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(
+        "mismatched raft reply",
+    )))
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RpcErr<openraft::error::Infallible>> {
+        match self.call(RaftRpc::Append(rpc), &option).await? {
+            RaftRpcReply::Append(r) => self.remote(r),
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RpcErr<InstallSnapshotError>> {
+        match self.call(RaftRpc::Snapshot(rpc), &option).await? {
+            RaftRpcReply::Snapshot(r) => self.remote(r),
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RpcErr<openraft::error::Infallible>> {
+        match self.call(RaftRpc::Vote(rpc), &option).await? {
+            RaftRpcReply::Vote(r) => self.remote(r),
+            _ => Err(mismatch()),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Raft over the node's QUIC endpoint: `client` implements openraft's network (one stream
+//! per RPC, dialled lazily), `server` answers Raft streams from the local Raft, `message`
+//! holds what travels on them.
+mod client;
+mod message;
+mod server;
+
+pub use client::QuicNetwork;
+pub use message::{RaftRpc, RaftRpcReply, WriteError};
+pub use server::RaftService;

@@ -1,0 +1,350 @@
+//! The Raft commands applied through the real sled state machine (as openraft would apply
+//! committed entries): target resolution at apply time, key takeover, disconnect races,
+//! comet expiry, lease fencing, atomic replay after a restart.
+use std::collections::BTreeMap;
+
+use goim_net::rpc::logic::CometInfo;
+use goim_net::rpc::PushTarget;
+use goim_raft::command::*;
+use goim_raft::{Reply, Request, TypeConfig};
+use goim_storage::tables::sessions::Session;
+use goim_storage::tables::{comets, offsets, pushlog, sessions};
+use goim_storage::StateMachine;
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+struct Sm {
+    sm: StateMachine<TypeConfig>,
+    index: u64,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Sm {
+    async fn new() -> Sm {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, sm) = goim_storage::open::<TypeConfig>(dir.path()).await.unwrap();
+        Sm {
+            sm,
+            index: 0,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn apply(&mut self, reqs: Vec<Request>) -> Vec<Reply> {
+        let entries: Vec<Entry<TypeConfig>> = reqs
+            .into_iter()
+            .map(|r| {
+                self.index += 1;
+                Entry {
+                    log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
+                    payload: EntryPayload::Normal(r),
+                }
+            })
+            .collect();
+        self.sm.apply(entries).await.unwrap()
+    }
+
+    async fn one(&mut self, req: Request) -> Reply {
+        self.apply(vec![req]).await.remove(0)
+    }
+}
+
+fn session(key: &str, mid: i64, comet: &str, conn: u64, room: &str) -> Session {
+    Session {
+        key: key.into(),
+        mid,
+        comet: comet.into(),
+        conn,
+        room: room.into(),
+        accepts: vec![1000],
+        platform: "web".into(),
+        ip: "127.0.0.1".into(),
+        connected_ms: 1,
+    }
+}
+
+fn connect(key: &str, mid: i64, comet: &str, conn: u64) -> Request {
+    Request::Connect(Connect {
+        session: session(key, mid, comet, conn, "live://1"),
+    })
+}
+
+fn push(to: PushTo) -> Request {
+    Request::Push(Push {
+        to,
+        op: 1000,
+        body: "b".into(),
+        ts_ms: 5,
+    })
+}
+
+#[tokio::test]
+async fn key_and_mid_pushes_resolve_to_one_record_per_comet() {
+    let mut sm = Sm::new().await;
+    sm.apply(vec![
+        connect("a", 1, "c1", 1),
+        connect("b", 1, "c2", 2),
+        connect("c", 2, "c1", 3),
+    ])
+    .await;
+
+    let reply = sm.one(push(PushTo::Mids(vec![1, 2, 99]))).await;
+    assert_eq!(
+        reply,
+        Reply::Pushed {
+            seq: 2,
+            room_seq: 0
+        }
+    );
+    let view = sm.sm.view();
+    let recs = pushlog::range(&view, 0, 1, 10).unwrap();
+    let targets: Vec<PushTarget> = recs.iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        targets,
+        vec![
+            PushTarget::Keys {
+                comet: "c1".into(),
+                keys: vec!["a".into(), "c".into()]
+            },
+            PushTarget::Keys {
+                comet: "c2".into(),
+                keys: vec!["b".into()]
+            },
+        ]
+    );
+    // Nobody online: nothing appended, the reply names the current head.
+    assert_eq!(
+        sm.one(push(PushTo::Keys(vec!["zzz".into()]))).await,
+        Reply::Pushed {
+            seq: 2,
+            room_seq: 0
+        }
+    );
+    // Room pushes get dense per-room offsets; broadcasts one record.
+    assert_eq!(
+        sm.one(push(PushTo::Room("live://1".into()))).await,
+        Reply::Pushed {
+            seq: 3,
+            room_seq: 1
+        }
+    );
+    assert_eq!(
+        sm.one(push(PushTo::Room("live://2".into()))).await,
+        Reply::Pushed {
+            seq: 4,
+            room_seq: 1
+        }
+    );
+    assert_eq!(
+        sm.one(push(PushTo::Room("live://1".into()))).await,
+        Reply::Pushed {
+            seq: 5,
+            room_seq: 2
+        }
+    );
+    assert_eq!(
+        sm.one(push(PushTo::All)).await,
+        Reply::Pushed {
+            seq: 6,
+            room_seq: 0
+        }
+    );
+    assert_eq!(
+        pushlog::head(&view, 0).unwrap(),
+        pushlog::LogHead {
+            first_seq: 1,
+            last_seq: 6
+        }
+    );
+}
+
+#[tokio::test]
+async fn same_key_takeover_kicks_the_old_connection_and_its_disconnect_is_ignored() {
+    let mut sm = Sm::new().await;
+    sm.one(connect("k", 7, "c1", 1)).await;
+    sm.one(connect("k", 7, "c2", 9)).await;
+    let view = sm.sm.view();
+    let recs = pushlog::range(&view, 0, 1, 10).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        recs[0].target,
+        PushTarget::Kick {
+            comet: "c1".into(),
+            key: "k".into(),
+            conn: 1
+        }
+    );
+    // The old connection's late Disconnect must not remove the new session.
+    sm.one(Request::Disconnect(Disconnect {
+        comet: "c1".into(),
+        key: "k".into(),
+        conn: 1,
+    }))
+    .await;
+    assert_eq!(sessions::get(&view, "k").unwrap().map(|s| s.conn), Some(9));
+    assert_eq!(
+        sessions::keys_of_mid(&view, 7).unwrap(),
+        vec!["k".to_string()]
+    );
+    sm.one(Request::Disconnect(Disconnect {
+        comet: "c2".into(),
+        key: "k".into(),
+        conn: 9,
+    }))
+    .await;
+    assert!(sessions::get(&view, "k").unwrap().is_none());
+    assert!(sessions::keys_of_mid(&view, 7).unwrap().is_empty());
+}
+
+fn renew(id: &str, now_ms: u64, rooms: &[(&str, u32)]) -> Request {
+    Request::RenewOnline(RenewOnline {
+        comet: CometInfo {
+            id: id.into(),
+            tcp_addr: "t".into(),
+            ws_addr: "w".into(),
+            quic_addr: "q".into(),
+            zone: String::new(),
+            weight: 1,
+        },
+        rooms: rooms.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+        conn_count: rooms.iter().map(|(_, n)| n).sum(),
+        ip_count: 1,
+        now_ms,
+        ttl_ms: 1_000,
+    })
+}
+
+#[tokio::test]
+async fn renewals_sum_rooms_and_tick_expires_dead_comets_with_their_sessions() {
+    let mut sm = Sm::new().await;
+    sm.apply(vec![connect("a", 1, "c1", 1), connect("b", 2, "c2", 2)])
+        .await;
+    sm.one(renew("c1", 0, &[("live://1", 3)])).await;
+    let reply = sm
+        .one(renew("c2", 500, &[("live://1", 2), ("live://2", 1)]))
+        .await;
+    let want: BTreeMap<String, u64> =
+        [("live://1".to_string(), 5), ("live://2".to_string(), 1)].into();
+    assert_eq!(reply, Reply::RoomCounts(want));
+
+    // At 1200 ms c1 (expires 1000) is dead, c2 (expires 1500) is not.
+    sm.one(Request::Tick(Tick { now_ms: 1_200 })).await;
+    let view = sm.sm.view();
+    assert!(comets::get(&view, "c1").unwrap().is_none());
+    assert!(
+        sessions::get(&view, "a").unwrap().is_none(),
+        "c1's sessions went with it"
+    );
+    assert!(sessions::get(&view, "b").unwrap().is_some());
+    let totals = comets::room_totals(&view).unwrap();
+    assert_eq!(totals.get("live://1"), Some(&2));
+}
+
+#[tokio::test]
+async fn leases_fence_offset_commits_and_expire() {
+    let mut sm = Sm::new().await;
+    let acquire = |job: &str, now_ms| {
+        Request::AcquireLease(AcquireLease {
+            partition: 0,
+            job: job.into(),
+            now_ms,
+            ttl_ms: 100,
+        })
+    };
+    let commit = |job: &str, seq| {
+        Request::CommitOffset(CommitOffset {
+            partition: 0,
+            job: job.into(),
+            seq,
+        })
+    };
+
+    assert_eq!(
+        sm.one(acquire("j1", 0)).await,
+        Reply::Lease {
+            granted: true,
+            holder: "j1".into(),
+            offset: 0
+        }
+    );
+    assert_eq!(
+        sm.one(acquire("j2", 50)).await,
+        Reply::Lease {
+            granted: false,
+            holder: "j1".into(),
+            offset: 0
+        }
+    );
+    assert_eq!(sm.one(commit("j1", 10)).await, Reply::Offset(10));
+    assert!(
+        matches!(sm.one(commit("j2", 20)).await, Reply::Refused(_)),
+        "non-holder fenced"
+    );
+    assert_eq!(
+        sm.one(commit("j1", 4)).await,
+        Reply::Offset(10),
+        "offsets never go back"
+    );
+    // j1 stops renewing: after its TTL j2 takes over from the committed offset.
+    assert_eq!(
+        sm.one(acquire("j2", 101)).await,
+        Reply::Lease {
+            granted: true,
+            holder: "j2".into(),
+            offset: 10
+        }
+    );
+    assert!(
+        matches!(sm.one(commit("j1", 30)).await, Reply::Refused(_)),
+        "the old holder is fenced"
+    );
+    sm.one(Request::ReleaseLease(ReleaseLease {
+        partition: 0,
+        job: "j2".into(),
+    }))
+    .await;
+    assert_eq!(
+        sm.one(acquire("j3", 102)).await,
+        Reply::Lease {
+            granted: true,
+            holder: "j3".into(),
+            offset: 10
+        }
+    );
+    assert_eq!(offsets::offset(&sm.sm.view(), 0).unwrap(), 10);
+}
+
+#[tokio::test]
+async fn applied_state_and_tables_survive_reopen_together() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_, sm) = goim_storage::open::<TypeConfig>(dir.path()).await.unwrap();
+        let mut sm = Sm {
+            sm,
+            index: 0,
+            _dir: None,
+        };
+        sm.apply(vec![
+            connect("a", 1, "c1", 1),
+            push(PushTo::Room("live://1".into())),
+        ])
+        .await;
+    }
+    // The log flusher task lets go of the db (sled's exclusive lock) just after the drop.
+    let mut reopened = None;
+    for _ in 0..100 {
+        match goim_storage::open::<TypeConfig>(dir.path()).await {
+            Ok((_, sm)) => {
+                reopened = Some(sm);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    let mut sm = reopened.expect("db reopens once the old handles are gone");
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(2));
+    let view = sm.view();
+    assert_eq!(pushlog::head(&view, 0).unwrap().last_seq, 1);
+    assert!(sessions::get(&view, "a").unwrap().is_some());
+}

@@ -1,0 +1,46 @@
+//! Group commit for the Raft log: appends are written to sled at once and their callbacks
+//! queued here; one task flushes sled once for everything queued so far and only then tells
+//! openraft the entries are durable. Under load, many appends share one fsync.
+use openraft::storage::LogFlushed;
+use tokio::sync::mpsc;
+
+use crate::GoimTypes;
+
+pub(crate) struct Flusher<C: GoimTypes> {
+    tx: mpsc::UnboundedSender<LogFlushed<C>>,
+}
+
+impl<C: GoimTypes> Clone for Flusher<C> {
+    fn clone(&self) -> Self {
+        Flusher {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<C: GoimTypes> Flusher<C> {
+    pub(crate) fn start(db: sled::Db) -> Flusher<C> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<LogFlushed<C>>();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, 4096).await > 0 {
+                let result = db.flush_async().await;
+                for callback in batch.drain(..) {
+                    let r = match &result {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(std::io::Error::other(e.to_string())),
+                    };
+                    callback.log_io_completed(r);
+                }
+            }
+        });
+        Flusher { tx }
+    }
+
+    /// Queues `callback` to be completed after the next flush.
+    pub(crate) fn after_flush(&self, callback: LogFlushed<C>) {
+        if let Err(mpsc::error::SendError(callback)) = self.tx.send(callback) {
+            callback.log_io_completed(Err(std::io::Error::other("log flusher stopped")));
+        }
+    }
+}

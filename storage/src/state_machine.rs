@@ -1,0 +1,177 @@
+//! openraft `RaftStateMachine`: applies committed entries to the tables. Each `apply` call is
+//! one atomic sled batch that also records `last_applied`, so a crash never leaves an entry
+//! half applied and a restart re-applies exactly the entries after `last_applied`.
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, LogId, OptionalSend, SnapshotMeta, StoredMembership};
+use tokio::sync::watch;
+
+use crate::error::{read_sm, write_sm};
+use crate::snapshot::{self, SnapshotBuilder};
+use crate::tables::{Kv, RawPairs, Txn};
+use crate::{Command, GoimTypes, StorageError};
+
+/// Where the state machine stands: last applied log id and the membership at that point.
+pub(crate) type Applied<N> = Result<(Option<LogId<u64>>, StoredMembership<u64, N>), StorageError>;
+
+pub(crate) const APPLIED: &[u8] = b"meta/applied";
+pub(crate) const MEMBERSHIP: &[u8] = b"meta/membership";
+
+pub struct StateMachine<C: GoimTypes> {
+    tree: sled::Tree,
+    snapshots: sled::Tree,
+    /// Bumped after every apply batch that appended to the push log (wakes tails).
+    pushes: watch::Sender<u64>,
+    snapshot_counter: Arc<AtomicU64>,
+    _types: PhantomData<C>,
+}
+
+/// A read-only handle on the applied state, for the logic role (HTTP reads, tails).
+#[derive(Clone)]
+pub struct StateView {
+    tree: sled::Tree,
+    pushes: watch::Receiver<u64>,
+}
+
+impl StateView {
+    /// Changes whenever new push records were applied.
+    pub fn push_changes(&self) -> watch::Receiver<u64> {
+        self.pushes.clone()
+    }
+
+    pub fn last_applied(&self) -> Result<Option<LogId<u64>>, StorageError> {
+        Ok(self.get::<Option<LogId<u64>>>(APPLIED)?.flatten())
+    }
+}
+
+impl Kv for StateView {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn range_raw(&self, start: &[u8], end: &[u8], limit: usize) -> Result<RawPairs, StorageError> {
+        self.tree
+            .range(start..end)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+}
+
+impl<C: GoimTypes> StateMachine<C> {
+    pub(crate) fn open(db: &sled::Db) -> Result<StateMachine<C>, StorageError> {
+        let (pushes, _) = watch::channel(0);
+        Ok(StateMachine {
+            tree: db.open_tree("sm")?,
+            snapshots: db.open_tree("snapshot")?,
+            pushes,
+            snapshot_counter: Arc::new(AtomicU64::new(0)),
+            _types: PhantomData,
+        })
+    }
+
+    pub fn view(&self) -> StateView {
+        StateView {
+            tree: self.tree.clone(),
+            pushes: self.pushes.subscribe(),
+        }
+    }
+
+    fn read_applied(&self) -> Applied<C::Node> {
+        let view = self.view();
+        let applied = view.last_applied()?;
+        let membership = view.get(MEMBERSHIP)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    fn wake_tails(&self) {
+        self.pushes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+impl<C> RaftStateMachine<C> for StateMachine<C>
+where
+    C: GoimTypes,
+    C::D: Command<Reply = C::R>,
+    C::R: Default,
+{
+    type SnapshotBuilder = SnapshotBuilder<C>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, C::Node>), openraft::StorageError<u64>>
+    {
+        self.read_applied().map_err(read_sm)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, openraft::StorageError<u64>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut txn = Txn::new(&self.tree);
+        let mut replies = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            txn.log_index = entry.log_id.index;
+            let reply = match entry.payload {
+                EntryPayload::Blank => C::R::default(),
+                EntryPayload::Normal(cmd) => cmd.apply(&mut txn).map_err(write_sm)?,
+                EntryPayload::Membership(m) => {
+                    let stored = StoredMembership::new(Some(entry.log_id), m);
+                    txn.put(MEMBERSHIP.to_vec(), &stored).map_err(write_sm)?;
+                    C::R::default()
+                }
+            };
+            replies.push(reply);
+            last = Some(entry.log_id);
+        }
+        if last.is_none() {
+            return Ok(replies);
+        }
+        txn.put(APPLIED.to_vec(), &last).map_err(write_sm)?;
+        let pushed = txn.pushed;
+        txn.commit().map_err(write_sm)?;
+        if pushed {
+            self.wake_tails();
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Copied here, in line with apply, so the snapshot is one consistent point in time.
+        let copy = snapshot::copy_tree(&self.tree);
+        let n = self.snapshot_counter.fetch_add(1, Ordering::Relaxed);
+        SnapshotBuilder::new(copy, self.read_applied(), self.snapshots.clone(), n)
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<std::io::Cursor<Vec<u8>>>, openraft::StorageError<u64>> {
+        Ok(Box::new(std::io::Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, C::Node>,
+        snapshot: Box<std::io::Cursor<Vec<u8>>>,
+    ) -> Result<(), openraft::StorageError<u64>> {
+        let data = snapshot.into_inner();
+        snapshot::replace_tree(&self.tree, &data, meta).map_err(write_sm)?;
+        snapshot::save_current(&self.snapshots, meta, &data).map_err(write_sm)?;
+        self.wake_tails();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<C>>, openraft::StorageError<u64>> {
+        snapshot::load_current(&self.snapshots).map_err(read_sm)
+    }
+}

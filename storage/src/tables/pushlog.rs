@@ -1,0 +1,85 @@
+//! The push log (what Kafka is in goim): per partition, dense seq → `PushRecord`, and the
+//! head (first and last retained seq).
+use goim_net::rpc::record::Partition;
+use goim_net::rpc::PushRecord;
+use serde::{Deserialize, Serialize};
+
+use super::{Kv, Txn};
+use crate::StorageError;
+
+const RECORD: &[u8] = b"plog/";
+const HEAD: &[u8] = b"phead/";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHead {
+    /// Oldest retained seq (`last_seq + 1` when empty).
+    pub first_seq: u64,
+    /// Newest seq (0 before the first push).
+    pub last_seq: u64,
+}
+
+impl Default for LogHead {
+    fn default() -> Self {
+        LogHead {
+            first_seq: 1,
+            last_seq: 0,
+        }
+    }
+}
+
+fn record_key(p: Partition, seq: u64) -> Vec<u8> {
+    let mut k = RECORD.to_vec();
+    k.extend_from_slice(&p.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn head_key(p: Partition) -> Vec<u8> {
+    let mut k = HEAD.to_vec();
+    k.extend_from_slice(&p.to_be_bytes());
+    k
+}
+
+pub fn head(kv: &impl Kv, p: Partition) -> Result<LogHead, StorageError> {
+    Ok(kv.get(&head_key(p))?.unwrap_or_default())
+}
+
+/// Appends `record` at the next seq of its partition (the given `seq` is overwritten).
+pub fn append(txn: &mut Txn<'_>, mut record: PushRecord) -> Result<u64, StorageError> {
+    let mut h = head(txn, record.partition)?;
+    h.last_seq += 1;
+    record.seq = h.last_seq;
+    txn.put(record_key(record.partition, record.seq), &record)?;
+    txn.put(head_key(record.partition), &h)?;
+    txn.pushed = true;
+    Ok(record.seq)
+}
+
+/// Records with seq ≥ `from`, in order, at most `limit`.
+pub fn range(
+    kv: &impl Kv,
+    p: Partition,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<PushRecord>, StorageError> {
+    kv.range_raw(&record_key(p, from), &record_key(p, u64::MAX), limit)?
+        .into_iter()
+        .map(|(_, v)| Ok(goim_net::serial::decode(&v)?))
+        .collect()
+}
+
+/// Drops records with seq < `before` (retention).
+pub fn trim(txn: &mut Txn<'_>, p: Partition, before: u64) -> Result<usize, StorageError> {
+    let mut h = head(txn, p)?;
+    let before = before.min(h.last_seq + 1);
+    let mut n = 0;
+    for seq in h.first_seq..before {
+        txn.delete(record_key(p, seq));
+        n += 1;
+    }
+    if before > h.first_seq {
+        h.first_seq = before;
+        txn.put(head_key(p), &h)?;
+    }
+    Ok(n)
+}

@@ -20,8 +20,10 @@ pub struct CometInfo {
     pub weight: u32,
 }
 
-/// The auth body a client sent with op 7 (PROTOCOL.md §3).
+/// The auth body a client sent with op 7 (PROTOCOL.md §3), parsed from its JSON as is:
+/// unknown fields are ignored, missing ones take their default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuthBody {
     pub mid: i64,
     pub key: String,

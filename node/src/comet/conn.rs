@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use goim_net::packet::{op, Packet};
 use goim_net::rpc::logic::{AuthBody, LogicReply, LogicRequest};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -24,31 +24,6 @@ use goim_net::rpc::RpcError;
 pub const MAX_UPLINK_IN_FLIGHT: usize = 16;
 /// How long a refused connection may take to receive its last reply and close.
 const HANG_UP_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The op-7 body. Unknown fields are ignored, missing ones take their default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct AuthJson {
-    pub mid: i64,
-    pub key: String,
-    pub room_id: String,
-    pub platform: String,
-    pub accepts: Vec<i32>,
-    pub token: Option<String>,
-}
-
-impl From<AuthJson> for AuthBody {
-    fn from(a: AuthJson) -> AuthBody {
-        AuthBody {
-            mid: a.mid,
-            key: a.key,
-            room_id: a.room_id,
-            platform: a.platform,
-            accepts: a.accepts,
-            token: a.token,
-        }
-    }
-}
 
 /// The op-8 body of a successful auth.
 #[derive(Debug, Serialize)]
@@ -190,7 +165,7 @@ async fn authenticate(
     peer: SocketAddr,
     auth: &Packet,
 ) -> Result<(Session, Duration), Refusal> {
-    let body: AuthJson = serde_json::from_slice(&auth.body).map_err(|e| Refusal {
+    let body: AuthBody = serde_json::from_slice(&auth.body).map_err(|e| Refusal {
         why: format!("bad auth body: {e}"),
         reason: "json",
     })?;
@@ -198,7 +173,7 @@ async fn authenticate(
         comet: comet.id().to_string(),
         conn,
         ip: peer.ip().to_string(),
-        auth: body.into(),
+        auth: body,
     };
     let reply = comet.logic().call(&req).await?;
     let LogicReply::Connected {
@@ -382,9 +357,9 @@ mod tests {
 
     #[test]
     fn auth_json_tolerates_missing_and_unknown_fields() {
-        let a: AuthJson = serde_json::from_str(r#"{"mid":7,"x":1,"room_seq":3}"#).unwrap();
+        let a: AuthBody = serde_json::from_str(r#"{"mid":7,"x":1,"room_seq":3}"#).unwrap();
         assert_eq!((a.mid, a.key.as_str(), a.accepts.len()), (7, "", 0));
-        assert!(serde_json::from_slice::<AuthJson>(b"nope").is_err());
+        assert!(serde_json::from_slice::<AuthBody>(b"nope").is_err());
     }
 
     #[test]

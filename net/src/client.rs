@@ -117,12 +117,7 @@ impl Client {
     }
 
     fn over(transport: Transport) -> Client {
-        Client {
-            transport,
-            held: VecDeque::new(),
-            unbatched: VecDeque::new(),
-            next_seq: 1,
-        }
+        Client { transport, held: VecDeque::new(), unbatched: VecDeque::new(), next_seq: 1 }
     }
 
     pub fn is_ws(&self) -> bool {
@@ -184,9 +179,7 @@ impl Client {
 
     /// `recv`, giving up with `Timeout` after `d`.
     pub async fn recv_timeout(&mut self, d: Duration) -> Result<Option<Packet>, ClientError> {
-        tokio::time::timeout(d, self.recv())
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        tokio::time::timeout(d, self.recv()).await.map_err(|_| ClientError::Timeout)?
     }
 
     /// Sends op 7 and waits for op 8. An empty reply body (goim) is the default reply; a
@@ -210,11 +203,8 @@ impl Client {
     /// meanwhile for `recv`. Returns the online count (0 for an empty body).
     pub async fn heartbeat(&mut self) -> Result<i32, ClientError> {
         let seq = self.take_seq();
-        self.send(&Packet::new(op::HEARTBEAT, seq, Bytes::new()))
-            .await?;
-        let reply = self
-            .await_reply(|p| p.op == op::HEARTBEAT_REPLY && p.seq == seq)
-            .await?;
+        self.send(&Packet::new(op::HEARTBEAT, seq, Bytes::new())).await?;
+        let reply = self.await_reply(|p| p.op == op::HEARTBEAT_REPLY && p.seq == seq).await?;
         match <[u8; 4]>::try_from(reply.body.as_ref()) {
             Ok(count) => Ok(i32::from_be_bytes(count)),
             Err(_) if reply.body.is_empty() => Ok(0),
@@ -231,9 +221,7 @@ impl Client {
         let seq = self.take_seq();
         self.send(&Packet::new(op, seq, body)).await?;
         let reply_op = op.wrapping_add(1);
-        let reply = self
-            .await_reply(|p| p.op == reply_op && p.seq == seq)
-            .await?;
+        let reply = self.await_reply(|p| p.op == reply_op && p.seq == seq).await?;
         Ok(reply.body)
     }
 
@@ -256,10 +244,7 @@ impl Client {
 
     /// Reads the transport until a frame `is_reply` matches, holding every other frame for
     /// `recv`; `Closed` if the server hangs up first, `Timeout` after `REPLY_TIMEOUT`.
-    async fn await_reply(
-        &mut self,
-        is_reply: impl Fn(&Packet) -> bool,
-    ) -> Result<Packet, ClientError> {
+    async fn await_reply(&mut self, is_reply: impl Fn(&Packet) -> bool) -> Result<Packet, ClientError> {
         let wait = async {
             loop {
                 match self.read_frame().await? {
@@ -269,9 +254,7 @@ impl Client {
                 }
             }
         };
-        tokio::time::timeout(REPLY_TIMEOUT, wait)
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        tokio::time::timeout(REPLY_TIMEOUT, wait).await.map_err(|_| ClientError::Timeout)?
     }
 
     /// One frame straight from the transport.
@@ -471,11 +454,7 @@ mod tests {
             json,
             r#"{"mid":123,"key":"","room_id":"live://1000","platform":"web","accepts":[1000,1001]}"#
         );
-        let with_ext = AuthRequest {
-            token: Some("t".into()),
-            room_seq: Some(9),
-            ..auth_req()
-        };
+        let with_ext = AuthRequest { token: Some("t".into()), room_seq: Some(9), ..auth_req() };
         let json = serde_json::to_string(&with_ext).unwrap();
         assert!(json.ends_with(r#""token":"t","room_seq":9}"#), "{json}");
     }
@@ -573,10 +552,7 @@ mod tests {
     async fn goim_empty_auth_reply_is_the_default() {
         for ws in [false, true] {
             let mut client = connect(ws).await;
-            let req = AuthRequest {
-                platform: "goim".into(),
-                ..auth_req()
-            };
+            let req = AuthRequest { platform: "goim".into(), ..auth_req() };
             assert_eq!(client.auth(&req).await.unwrap(), AuthReply::default());
         }
     }
@@ -585,15 +561,9 @@ mod tests {
     async fn rejected_auth_then_server_close() {
         for ws in [false, true] {
             let mut client = connect(ws).await;
-            let req = AuthRequest {
-                token: Some("bad".into()),
-                ..auth_req()
-            };
+            let req = AuthRequest { token: Some("bad".into()), ..auth_req() };
             let err = client.auth(&req).await.unwrap_err();
-            assert!(
-                matches!(&err, ClientError::AuthRejected(e) if e == "invalid token"),
-                "{err}"
-            );
+            assert!(matches!(&err, ClientError::AuthRejected(e) if e == "invalid token"), "{err}");
             assert!(client.recv().await.unwrap().is_none(), "ws={ws}");
         }
     }
@@ -612,20 +582,14 @@ mod tests {
         let mut client = connect(false).await;
         client.send(&Packet::new(HANG_UP, 0, "")).await.unwrap();
         let err = client.request(op::SUB, "1000").await.unwrap_err();
-        assert!(
-            matches!(err, ClientError::Closed | ClientError::Io(_)),
-            "{err}"
-        );
+        assert!(matches!(err, ClientError::Closed | ClientError::Io(_)), "{err}");
     }
 
     #[tokio::test]
     async fn recv_timeout_times_out() {
         let mut client = connect(false).await;
         client.send(&Packet::new(STAY_SILENT, 0, "")).await.unwrap();
-        let err = client
-            .recv_timeout(Duration::from_millis(50))
-            .await
-            .unwrap_err();
+        let err = client.recv_timeout(Duration::from_millis(50)).await.unwrap_err();
         assert!(matches!(err, ClientError::Timeout));
     }
 
@@ -671,16 +635,11 @@ mod tests {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut bad = Packet::new(1000, 0, "x").to_bytes().to_vec();
             bad[5] = 12;
-            tokio::io::AsyncWriteExt::write_all(&mut stream, &bad)
-                .await
-                .unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &bad).await.unwrap();
             tokio::time::sleep(Duration::from_secs(1)).await;
         });
         let mut client = Client::connect_tcp(&addr).await.unwrap();
         let err = client.recv().await.unwrap_err();
-        assert!(
-            matches!(err, ClientError::Packet(PacketError::HeaderLen(12))),
-            "{err}"
-        );
+        assert!(matches!(err, ClientError::Packet(PacketError::HeaderLen(12))), "{err}");
     }
 }

@@ -47,28 +47,17 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let p = Probe {
-            a: 7,
-            b: "x".into(),
-            c: vec![1, -2],
-        };
+        let p = Probe { a: 7, b: "x".into(), c: vec![1, -2] };
         let bytes = encode(&p).unwrap();
         assert_eq!(decode::<Probe>(&bytes).unwrap(), p);
     }
 
     #[test]
     fn garbage_and_trailing_are_errors() {
-        let p = Probe {
-            a: 7,
-            b: "x".into(),
-            c: vec![],
-        };
+        let p = Probe { a: 7, b: "x".into(), c: vec![] };
         let mut bytes = encode(&p).unwrap();
         bytes.push(0);
-        assert!(matches!(
-            decode::<Probe>(&bytes),
-            Err(SerialError::Trailing(1))
-        ));
+        assert!(matches!(decode::<Probe>(&bytes), Err(SerialError::Trailing(1))));
         assert!(decode::<Probe>(&[0xff; 3]).is_err());
         // A length prefix claiming 2^60 elements must fail, not allocate.
         assert!(decode::<Vec<u64>>(&[0xff, 0, 0, 0, 0, 0, 0, 0x10, 0]).is_err());

@@ -52,6 +52,7 @@ settings! {
     /// The node's QUIC endpoint for all cluster traffic.
     quic_addr: SocketAddr = ([127, 0, 0, 1], 3119).into(), "GOIM_QUIC_ADDR";
     /// Initial logic voters: 1=HOST:PORT,2=HOST:PORT,… (QUIC addresses). Empty = this node alone.
+    /// A logic node whose id is not listed joins later, through `goim cluster add`.
     peers: String = String::new(), "GOIM_PEERS";
     /// For comet/job-only nodes: QUIC addresses of logic nodes, comma-separated.
     logic: String = String::new(), "GOIM_LOGIC";
@@ -89,10 +90,13 @@ settings! {
     raft_heartbeat_ms: u64 = 100, "GOIM_RAFT_HEARTBEAT_MS";
     raft_election_min_ms: u64 = 400, "GOIM_RAFT_ELECTION_MIN_MS";
     raft_election_max_ms: u64 = 800, "GOIM_RAFT_ELECTION_MAX_MS";
+    /// Push-log retention: records kept at most, and their longest age.
+    retention_records: u64 = 1_000_000, "GOIM_RETENTION_RECORDS";
+    retention_ms: u64 = 24 * 3600 * 1000, "GOIM_RETENTION_MS";
     /// Build a Raft snapshot every this many log entries.
     snapshot_every: u64 = 20_000, "GOIM_SNAPSHOT_EVERY";
     /// Log filter (tracing env-filter syntax).
-    log: String = "info,openraft=warn".into(), "GOIM_LOG";
+    log: String = "info,openraft=warn,openraft::core::raft_core=error".into(), "GOIM_LOG";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,10 +129,7 @@ impl Config {
         self.role_list()?;
         self.peer_map()?;
         if !matches!(self.slow_consumer.as_str(), "close" | "drop") {
-            bail!(
-                "slow_consumer must be close or drop, not {:?}",
-                self.slow_consumer
-            );
+            bail!("slow_consumer must be close or drop, not {:?}", self.slow_consumer);
         }
         if self.max_body == 0 || self.max_body > (1 << 24) {
             bail!("max_body must be in 1..=16MiB");
@@ -142,12 +143,7 @@ impl Config {
 
     pub fn role_list(&self) -> anyhow::Result<Vec<Role>> {
         let mut roles = Vec::new();
-        for r in self
-            .roles
-            .split(',')
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-        {
+        for r in self.roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             roles.push(match r {
                 "logic" => Role::Logic,
                 "job" => Role::Job,
@@ -167,23 +163,11 @@ impl Config {
 
     pub fn peer_map(&self) -> anyhow::Result<BTreeMap<u64, String>> {
         let mut peers = BTreeMap::new();
-        for item in self
-            .peers
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let (id, addr) = item
-                .split_once('=')
-                .with_context(|| format!("peer {item:?} is not ID=HOST:PORT"))?;
-            let id: u64 = id
-                .trim()
-                .parse()
-                .with_context(|| format!("peer id in {item:?}"))?;
+        for item in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, addr) =
+                item.split_once('=').with_context(|| format!("peer {item:?} is not ID=HOST:PORT"))?;
+            let id: u64 = id.trim().parse().with_context(|| format!("peer id in {item:?}"))?;
             peers.insert(id, addr.trim().to_string());
-        }
-        if !peers.is_empty() && self.has(Role::Logic) && !peers.contains_key(&self.node_id) {
-            bail!("--peers does not list this node's id {}", self.node_id);
         }
         Ok(peers)
     }
@@ -191,13 +175,8 @@ impl Config {
     /// QUIC addresses comets and jobs call: this node itself when it runs logic (over
     /// QUIC all the same: one code path), else `--logic`.
     pub fn logic_addrs(&self) -> Vec<String> {
-        let mut addrs: Vec<String> = self
-            .logic
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(String::from)
-            .collect();
+        let mut addrs: Vec<String> =
+            self.logic.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
         if self.has(Role::Logic) {
             addrs.insert(0, self.quic_addr.to_string());
         }

@@ -21,22 +21,17 @@ pub struct Health {
 impl Health {
     fn check(&self) -> (StatusCode, serde_json::Value) {
         if let Some(logic) = &self.logic {
-            let leader = logic.cluster.leader();
-            if leader.is_none() {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "status": "no leader", "roles": self.roles }),
-                );
-            }
-            return (
-                StatusCode::OK,
-                json!({ "status": "ok", "roles": self.roles, "leader": leader }),
-            );
+            let m = logic.cluster.raft.metrics().borrow().clone();
+            let member = m.membership_config.membership().get_node(&m.id).is_some();
+            let status = match (member, m.current_leader) {
+                (false, _) => "not a cluster member (yet)",
+                (true, None) => "no leader",
+                (true, Some(_)) => "ok",
+            };
+            let code = if status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            return (code, json!({ "status": status, "roles": self.roles, "leader": m.current_leader }));
         }
-        (
-            StatusCode::OK,
-            json!({ "status": "ok", "roles": self.roles }),
-        )
+        (StatusCode::OK, json!({ "status": "ok", "roles": self.roles }))
     }
 }
 
@@ -56,24 +51,15 @@ pub fn router(health: Health, prometheus: Option<PrometheusHandle>) -> Router {
         .route(
             "/metrics",
             get(move || {
-                let text = prometheus
-                    .as_ref()
-                    .map(PrometheusHandle::render)
-                    .unwrap_or_default();
+                let text = prometheus.as_ref().map(PrometheusHandle::render).unwrap_or_default();
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
             }),
         )
-        .route(
-            "/",
-            get(|| async { Html(include_str!("../../web-demo/index.html")) }),
-        )
+        .route("/", get(|| async { Html(include_str!("../../web-demo/index.html")) }))
         .route(
             "/goim.js",
             get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript")],
-                    include_str!("../../web-demo/goim.js"),
-                )
+                ([(header::CONTENT_TYPE, "text/javascript")], include_str!("../../web-demo/goim.js"))
             }),
         )
         .fallback(not_found);
@@ -85,9 +71,6 @@ pub fn router(health: Health, prometheus: Option<PrometheusHandle>) -> Router {
 
 async fn not_found() -> Response {
     metrics::counter!("goim_http_not_found_total").increment(1);
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({ "code": -404, "message": "no such route", "data": null })),
-    )
+    (StatusCode::NOT_FOUND, Json(json!({ "code": -404, "message": "no such route", "data": null })))
         .into_response()
 }

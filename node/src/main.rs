@@ -53,6 +53,25 @@ enum ClusterAction {
         #[arg(long, default_value = "127.0.0.1:3111")]
         http: String,
     },
+    /// Add a logic node as a voter (learner first, promoted once caught up). Start it first
+    /// with `goim run --node-id ID --peers <the current voters>`.
+    Add {
+        #[arg(long, default_value = "127.0.0.1:3111")]
+        http: String,
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// The new node's QUIC address.
+        #[arg(long)]
+        addr: String,
+    },
+    /// Remove a logic node from the voters.
+    Remove {
+        #[arg(long, default_value = "127.0.0.1:3111")]
+        http: String,
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -72,10 +91,7 @@ enum LogAction {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("goim: cannot start the runtime: {e}");
@@ -86,12 +102,14 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             None => run(cli.run).await,
             Some(Command::Run(settings)) => run(*settings).await,
-            Some(Command::Cluster {
-                action: ClusterAction::Status { http },
-            }) => cli::cluster::status(&http).await,
-            Some(Command::Log {
-                action: LogAction::Tail { http, from, follow },
-            }) => cli::log::tail(&http, from, follow).await,
+            Some(Command::Cluster { action }) => match action {
+                ClusterAction::Status { http } => cli::cluster::status(&http).await,
+                ClusterAction::Add { http, id, addr } => cli::cluster::add(&http, id, &addr).await,
+                ClusterAction::Remove { http, id } => cli::cluster::remove(&http, id).await,
+            },
+            Some(Command::Log { action: LogAction::Tail { http, from, follow } }) => {
+                cli::log::tail(&http, from, follow).await
+            }
         }
     });
     match result {
@@ -106,16 +124,12 @@ fn main() -> std::process::ExitCode {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let cfg = settings.load()?;
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Only ring is compiled in; installing it makes that explicit (see STACK.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
     node::run(cfg, prometheus).await
 }

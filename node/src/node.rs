@@ -23,34 +23,26 @@ pub async fn run(
     cfg: Config,
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let tls = ClusterTls::load_or_generate(&cfg.data_dir).context("cluster TLS certificate")?;
-    let endpoint = QuicEndpoint::bind(cfg.quic_addr, &tls)
-        .with_context(|| format!("binding QUIC {}", cfg.quic_addr))?;
+    let endpoint =
+        QuicEndpoint::bind(cfg.quic_addr, &tls).with_context(|| format!("binding QUIC {}", cfg.quic_addr))?;
     let shutdown = CancellationToken::new();
 
     let logic = if cfg.has(Role::Logic) {
-        let mut rc =
-            ClusterConfig::new(cfg.node_id, cfg.data_dir.clone(), cfg.quic_addr.to_string());
+        let mut rc = ClusterConfig::new(cfg.node_id, cfg.data_dir.clone(), cfg.quic_addr.to_string());
         rc.peers = cfg.peer_map()?;
         rc.heartbeat_ms = cfg.raft_heartbeat_ms;
         rc.election_min_ms = cfg.raft_election_min_ms;
         rc.election_max_ms = cfg.raft_election_max_ms;
         rc.snapshot_every = cfg.snapshot_every;
-        let cluster = Cluster::start(rc, endpoint.clone())
-            .await
-            .context("starting raft")?;
+        let cluster = Cluster::start(rc, endpoint.clone()).await.context("starting raft")?;
         Some(Logic::start(&cfg, cluster, &endpoint, shutdown.clone()))
     } else {
         None
     };
 
-    let logic_client = Arc::new(LogicClient::new(
-        endpoint.clone(),
-        cfg.logic_addrs(),
-        RPC_TIMEOUT,
-    ));
+    let logic_client = Arc::new(LogicClient::new(endpoint.clone(), cfg.logic_addrs(), RPC_TIMEOUT));
     if cfg.has(Role::Comet) {
         let advertise = |given: &str, addr: std::net::SocketAddr| {
             if given.is_empty() {
@@ -72,23 +64,14 @@ pub async fn run(
             handshake_timeout: Duration::from_millis(cfg.handshake_timeout_ms),
             heartbeat: Duration::from_secs(cfg.heartbeat_secs),
             outbound_queue: cfg.outbound_queue,
-            slow_consumer: if cfg.slow_consumer == "drop" {
-                SlowConsumer::Drop
-            } else {
-                SlowConsumer::Close
-            },
+            slow_consumer: if cfg.slow_consumer == "drop" { SlowConsumer::Drop } else { SlowConsumer::Close },
             renew_interval: Duration::from_millis(cfg.renew_interval_ms),
             buckets: 32,
             rpc_timeout: RPC_TIMEOUT,
         };
-        comet::start(
-            comet_cfg,
-            endpoint.clone(),
-            cfg.logic_addrs(),
-            shutdown.clone(),
-        )
-        .await
-        .context("starting comet")?;
+        comet::start(comet_cfg, endpoint.clone(), cfg.logic_addrs(), shutdown.clone())
+            .await
+            .context("starting comet")?;
     }
     let job = cfg.has(Role::Job).then(|| {
         let job_cfg = JobConfig {
@@ -101,19 +84,12 @@ pub async fn run(
         job::start(job_cfg, logic_client.clone(), shutdown.clone())
     });
 
-    let app = http::router(
-        Health {
-            roles: cfg.roles.clone(),
-            logic: logic.clone(),
-        },
-        prometheus,
-    );
+    let app = http::router(Health { roles: cfg.roles.clone(), logic: logic.clone() }, prometheus);
     let listener = tokio::net::TcpListener::bind(cfg.http_addr)
         .await
         .with_context(|| format!("binding HTTP {}", cfg.http_addr))?;
     info!(node = cfg.node_id, roles = %cfg.roles, http = %cfg.http_addr, tcp = %cfg.tcp_addr, ws = %cfg.ws_addr, quic = %cfg.quic_addr, "goim node started");
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = tokio::spawn(std::future::IntoFuture::into_future(serve));
 
     crate::shutdown::signalled().await;

@@ -12,8 +12,7 @@ use goim_net::packet::{op, Packet};
 /// A connection the server must close: the next read is EOF or a reset, never data.
 async fn assert_closed(c: &mut Client, what: &str) {
     match c.recv_timeout(Duration::from_secs(3)).await {
-        Ok(None) | Err(ClientError::Io(_)) | Err(ClientError::Ws(_)) | Err(ClientError::Closed) => {
-        }
+        Ok(None) | Err(ClientError::Io(_)) | Err(ClientError::Ws(_)) | Err(ClientError::Closed) => {}
         other => panic!("{what}: expected the server to close, got {other:?}"),
     }
 }
@@ -30,14 +29,9 @@ fn header(pack_len: i32, header_len: i16, ver: i16, op: i32, seq: i32) -> Vec<u8
 
 async fn authed_tcp(node: &Node, mid: i64) -> Client {
     let mut c = Client::connect_tcp(&node.tcp()).await.unwrap();
-    c.auth(&AuthRequest {
-        mid,
-        room_id: "live://7".into(),
-        accepts: vec![1000],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    c.auth(&AuthRequest { mid, room_id: "live://7".into(), accepts: vec![1000], ..Default::default() })
+        .await
+        .unwrap();
     c
 }
 
@@ -48,21 +42,15 @@ async fn bad_client_input_is_closed_and_counted_while_others_are_served() {
 
     // headerLen != 16 (before auth and after auth).
     let mut c = Client::connect_tcp(&node.tcp()).await.unwrap();
-    c.send_raw(&header(16, 12, 1, op::HEARTBEAT, 1))
-        .await
-        .unwrap();
+    c.send_raw(&header(16, 12, 1, op::HEARTBEAT, 1)).await.unwrap();
     assert_closed(&mut c, "headerLen 12").await;
     let mut c = authed_tcp(&node, 2).await;
-    c.send_raw(&header(20, 20, 1, op::HEARTBEAT, 1))
-        .await
-        .unwrap();
+    c.send_raw(&header(20, 20, 1, op::HEARTBEAT, 1)).await.unwrap();
     assert_closed(&mut c, "headerLen 20 after auth").await;
 
     // packLen > 16 + maxBody, packLen < 16.
     let mut c = authed_tcp(&node, 3).await;
-    c.send_raw(&header(16 + 4097, 16, 1, op::SEND_MSG, 1))
-        .await
-        .unwrap();
+    c.send_raw(&header(16 + 4097, 16, 1, op::SEND_MSG, 1)).await.unwrap();
     assert_closed(&mut c, "packLen too large").await;
     let mut c = Client::connect_tcp(&node.tcp()).await.unwrap();
     c.send_raw(&header(8, 16, 1, op::AUTH, 1)).await.unwrap();
@@ -70,46 +58,28 @@ async fn bad_client_input_is_closed_and_counted_while_others_are_served() {
 
     // Garbage bytes.
     let mut c = Client::connect_tcp(&node.tcp()).await.unwrap();
-    c.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\xfd")
-        .await
-        .unwrap();
+    c.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\xfd").await.unwrap();
     assert_closed(&mut c, "garbage").await;
 
     // Auth with a body that is not JSON: op 8 with an error, then close.
     let mut c = Client::connect_tcp(&node.tcp()).await.unwrap();
-    c.send(&Packet::new(op::AUTH, 1, &b"{not json"[..]))
-        .await
-        .unwrap();
-    let reply = c
-        .recv_timeout(Duration::from_secs(3))
-        .await
-        .unwrap()
-        .unwrap();
+    c.send(&Packet::new(op::AUTH, 1, &b"{not json"[..])).await.unwrap();
+    let reply = c.recv_timeout(Duration::from_secs(3)).await.unwrap().unwrap();
     assert_eq!(reply.op, op::AUTH_REPLY);
-    assert!(
-        String::from_utf8_lossy(&reply.body).contains("error"),
-        "{:?}",
-        reply.body
-    );
+    assert!(String::from_utf8_lossy(&reply.body).contains("error"), "{:?}", reply.body);
     assert_closed(&mut c, "bad auth json").await;
 
     // WebSocket: a text frame with junk; a binary frame whose packLen exceeds the frame.
     let mut w = Client::connect_ws(&node.ws()).await.unwrap();
-    w.send_ws_text("hello, this is not a goim packet")
-        .await
-        .unwrap();
+    w.send_ws_text("hello, this is not a goim packet").await.unwrap();
     assert_closed(&mut w, "ws text junk").await;
     let mut w = Client::connect_ws(&node.ws()).await.unwrap();
-    w.send_raw(&header(64, 16, 1, op::HEARTBEAT, 1))
-        .await
-        .unwrap();
+    w.send_raw(&header(64, 16, 1, op::HEARTBEAT, 1)).await.unwrap();
     assert_closed(&mut w, "ws packLen beyond frame").await;
 
     // No auth within the handshake timeout (500 ms here).
     let mut c = Client::connect_tcp(&node.tcp()).await.unwrap();
-    c.send(&Packet::new(op::HEARTBEAT, 1, &b""[..]))
-        .await
-        .unwrap(); // ignored before auth
+    c.send(&Packet::new(op::HEARTBEAT, 1, &b""[..])).await.unwrap(); // ignored before auth
     let started = std::time::Instant::now();
     assert_closed(&mut c, "handshake timeout").await;
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -117,59 +87,29 @@ async fn bad_client_input_is_closed_and_counted_while_others_are_served() {
     // Unknown op after auth: echoed with an empty body, connection stays.
     let mut c = authed_tcp(&node, 4).await;
     c.send(&Packet::new(4242, 9, &b"x"[..])).await.unwrap();
-    let echo = c
-        .recv_timeout(Duration::from_secs(3))
-        .await
-        .unwrap()
-        .unwrap();
+    let echo = c.recv_timeout(Duration::from_secs(3)).await.unwrap().unwrap();
     assert_eq!((echo.op, echo.seq, echo.body.len()), (4242, 9, 0));
     c.heartbeat().await.unwrap();
 
     // HTTP: missing / invalid operation, bad params, oversize body, unknown route.
     let http = node.http();
     for (url, want) in [
-        (
-            format!("{http}/goim/push/room?type=live&room=7"),
-            "operation",
-        ),
-        (
-            format!("{http}/goim/push/room?operation=abc&type=live&room=7"),
-            "operation",
-        ),
-        (
-            format!("{http}/goim/push/room?operation=9&type=live&room=7"),
-            "operation",
-        ),
-        (
-            format!("{http}/goim/push/room?operation=1000&room=7"),
-            "type",
-        ),
+        (format!("{http}/goim/push/room?type=live&room=7"), "operation"),
+        (format!("{http}/goim/push/room?operation=abc&type=live&room=7"), "operation"),
+        (format!("{http}/goim/push/room?operation=9&type=live&room=7"), "operation"),
+        (format!("{http}/goim/push/room?operation=1000&room=7"), "type"),
         (format!("{http}/goim/push/keys?operation=1000"), "keys"),
-        (
-            format!("{http}/goim/push/mids?operation=1000&mids=x1"),
-            "mids",
-        ),
-        (
-            format!("{http}/goim/push/all?operation=1000&speed=-3"),
-            "speed",
-        ),
+        (format!("{http}/goim/push/mids?operation=1000&mids=x1"), "mids"),
+        (format!("{http}/goim/push/all?operation=1000&speed=-3"), "speed"),
     ] {
         let r = post(&url, "m").await;
         assert_eq!(r["code"], -400, "{url}: {r}");
         assert!(r["message"].as_str().unwrap().contains(want), "{url}: {r}");
     }
     let big = vec![b'x'; 64 * 1024 + 1];
-    let r = post(
-        &format!("{http}/goim/push/room?operation=1000&type=live&room=7"),
-        big,
-    )
-    .await;
+    let r = post(&format!("{http}/goim/push/room?operation=1000&type=live&room=7"), big).await;
     assert_eq!(r["code"], -400, "{r}");
-    let resp = reqwest::Client::new()
-        .get(format!("{http}/goim/nope"))
-        .send()
-        .await
-        .unwrap();
+    let resp = reqwest::Client::new().get(format!("{http}/goim/nope")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     let r: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(r["code"], -404);
@@ -179,39 +119,20 @@ async fn bad_client_input_is_closed_and_counted_while_others_are_served() {
     // Garbage on the QUIC port (UDP) must not hurt the node.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..200u32 {
-        let junk: Vec<u8> = (0..(i % 1200 + 1))
-            .map(|j| (i.wrapping_mul(31) ^ j) as u8)
-            .collect();
-        udp.send_to(&junk, format!("127.0.0.1:{}", node.ports.quic))
-            .unwrap();
+        let junk: Vec<u8> = (0..(i % 1200 + 1)).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect();
+        udp.send_to(&junk, format!("127.0.0.1:{}", node.ports.quic)).unwrap();
     }
 
     // The good client was served throughout.
     good.heartbeat().await.unwrap();
-    let r = post(
-        &format!("{http}/goim/push/room?operation=1000&type=live&room=7"),
-        "still here",
-    )
-    .await;
+    let r = post(&format!("{http}/goim/push/room?operation=1000&type=live&room=7"), "still here").await;
     assert_eq!(r["code"], 0, "{r}");
-    let p = good
-        .recv_timeout(Duration::from_secs(5))
-        .await
-        .unwrap()
-        .unwrap();
+    let p = good.recv_timeout(Duration::from_secs(5)).await.unwrap().unwrap();
     assert_eq!(&p.body[..], b"still here");
 
     // Everything above was counted.
-    let metrics = reqwest::get(format!("{http}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("goim_comet_bad_frames_total"), "{metrics}");
-    assert!(
-        metrics.contains("goim_http_bad_requests_total"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("goim_http_bad_requests_total"), "{metrics}");
     assert!(metrics.contains("goim_http_not_found_total"), "{metrics}");
 }

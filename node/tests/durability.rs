@@ -16,10 +16,7 @@ const CONCURRENCY: usize = 32;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_pushes_survive_kill_9() {
     let mut node = Node::start(&[]).await;
-    let url = format!(
-        "{}/goim/push/room?operation=1000&type=live&room=1",
-        node.http()
-    );
+    let url = format!("{}/goim/push/room?operation=1000&type=live&room=1", node.http());
     let acked: Arc<Mutex<BTreeMap<u64, String>>> = Arc::default();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
@@ -27,10 +24,7 @@ async fn acknowledged_pushes_survive_kill_9() {
     for _ in 0..CONCURRENCY {
         let (url, acked, next) = (url.clone(), acked.clone(), next.clone());
         workers.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= TOTAL {
@@ -60,53 +54,23 @@ async fn acknowledged_pushes_survive_kill_9() {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() >= 5_000 && acked.len() < TOTAL,
-        "killed mid-stream: {} acked",
-        acked.len()
-    );
+    assert!(acked.len() >= 5_000 && acked.len() < TOTAL, "killed mid-stream: {} acked", acked.len());
 
     node.spawn().await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_goim"))
         .args(["log", "tail", "--http", &node.http(), "--from", "1"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let records: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let records: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "dense, in order, from 1"
-    );
-    let room_seqs: Vec<u64> = records
-        .iter()
-        .map(|r| r["target"]["room_seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(
-        room_seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "room offsets dense too"
-    );
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "dense, in order, from 1");
+    let room_seqs: Vec<u64> = records.iter().map(|r| r["target"]["room_seq"].as_u64().unwrap()).collect();
+    assert_eq!(room_seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "room offsets dense too");
     for (seq, body) in &acked {
         let r = &records[(*seq - 1) as usize];
-        assert_eq!(
-            r["body"].as_str(),
-            Some(body.as_str()),
-            "acked push {seq} kept with its body"
-        );
+        assert_eq!(r["body"].as_str(), Some(body.as_str()), "acked push {seq} kept with its body");
     }
-    eprintln!(
-        "acked before kill: {}, in log after restart: {}",
-        acked.len(),
-        records.len()
-    );
+    eprintln!("acked before kill: {}, in log after restart: {}", acked.len(), records.len());
 }

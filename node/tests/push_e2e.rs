@@ -82,13 +82,7 @@ async fn pushes_reach_tcp_and_ws_clients_exactly_once() {
     assert_nothing_more(&mut other).await;
 
     // Mids: only mid 33's connection, op 2000 which it accepts.
-    let s2 = seq_of(
-        &post(
-            &format!("{http}/goim/push/mids?operation=2000&mids=33"),
-            "to-mid",
-        )
-        .await,
-    );
+    let s2 = seq_of(&post(&format!("{http}/goim/push/mids?operation=2000&mids=33"), "to-mid").await);
     assert!(s2 > s1, "seqs grow: {s1} then {s2}");
     let p = exactly(&mut other, 1).await;
     assert_eq!((p[0].op, &p[0].body[..]), (2000, &b"to-mid"[..]));
@@ -96,11 +90,7 @@ async fn pushes_reach_tcp_and_ws_clients_exactly_once() {
     assert_nothing_more(&mut ws).await;
 
     // Room: ignores accepts; TCP sees inner packets, WS sees one op-9 frame.
-    let reply = post(
-        &format!("{http}/goim/push/room?operation=3000&type=live&room=1000"),
-        "to-room",
-    )
-    .await;
+    let reply = post(&format!("{http}/goim/push/room?operation=3000&type=live&room=1000"), "to-room").await;
     let s3 = seq_of(&reply);
     assert_eq!(reply["data"]["room_seq"], 1);
     assert!(s3 > s2);
@@ -121,13 +111,7 @@ async fn pushes_reach_tcp_and_ws_clients_exactly_once() {
     assert_nothing_more(&mut ws).await;
 
     // All: respects accepts.
-    let s4 = seq_of(
-        &post(
-            &format!("{http}/goim/push/all?operation=1000&speed=10"),
-            "to-all",
-        )
-        .await,
-    );
+    let s4 = seq_of(&post(&format!("{http}/goim/push/all?operation=1000&speed=10"), "to-all").await);
     assert!(s4 > s3);
     for c in [&mut tcp, &mut ws] {
         let p = exactly(c, 1).await;
@@ -137,33 +121,21 @@ async fn pushes_reach_tcp_and_ws_clients_exactly_once() {
 
     // A burst of room pushes arrives complete and in order on both transports.
     for i in 0..50 {
-        let r = post(
-            &format!("{http}/goim/push/room?operation=3001&type=live&room=1000"),
-            format!("m{i}"),
-        )
-        .await;
+        let r =
+            post(&format!("{http}/goim/push/room?operation=3001&type=live&room=1000"), format!("m{i}")).await;
         assert_eq!(r["data"]["room_seq"], 2 + i);
     }
     for c in [&mut tcp, &mut ws, &mut other] {
         let got = exactly(c, 50).await;
-        let bodies: Vec<String> = got
-            .iter()
-            .map(|p| String::from_utf8_lossy(&p.body).into_owned())
-            .collect();
+        let bodies: Vec<String> = got.iter().map(|p| String::from_utf8_lossy(&p.body).into_owned()).collect();
         assert_eq!(bodies, (0..50).map(|i| format!("m{i}")).collect::<Vec<_>>());
         let seqs: Vec<i32> = got.iter().map(|p| p.seq).collect();
-        assert_eq!(
-            seqs,
-            (2..52).collect::<Vec<i32>>(),
-            "room_seq in the header"
-        );
+        assert_eq!(seqs, (2..52).collect::<Vec<i32>>(), "room_seq in the header");
     }
 }
 
 async fn room_count(http: &str) -> u64 {
-    get(&format!("{http}/goim/online/room?type=live&rooms=1000")).await["data"]["1000"]
-        .as_u64()
-        .unwrap_or(0)
+    get(&format!("{http}/goim/online/room?type=live&rooms=1000")).await["data"]["1000"].as_u64().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,19 +152,11 @@ async fn online_counts_follow_joins_leaves_and_expiry() {
     auth(&mut silent, 3, vec![]).await;
     let mut elsewhere = Client::connect_tcp(&node.tcp()).await.unwrap();
     elsewhere
-        .auth(&AuthRequest {
-            mid: 4,
-            room_id: "live://2000".into(),
-            ..Default::default()
-        })
+        .auth(&AuthRequest { mid: 4, room_id: "live://2000".into(), ..Default::default() })
         .await
         .unwrap();
 
-    assert_eq!(
-        a.heartbeat().await.unwrap(),
-        3,
-        "heartbeat reply = room online count"
-    );
+    assert_eq!(a.heartbeat().await.unwrap(), 3, "heartbeat reply = room online count");
     assert_eq!(elsewhere.heartbeat().await.unwrap(), 1);
 
     eventually(Duration::from_secs(5), "room count 3", || async {
@@ -223,10 +187,7 @@ async fn online_counts_follow_joins_leaves_and_expiry() {
     assert_eq!(a.heartbeat().await.unwrap(), 1);
     // The silent client was closed by the server.
     let closed = silent.recv_timeout(Duration::from_secs(1)).await;
-    assert!(
-        matches!(closed, Ok(None) | Err(ClientError::Io(_))),
-        "silent client closed, got {closed:?}"
-    );
+    assert!(matches!(closed, Ok(None) | Err(ClientError::Io(_))), "silent client closed, got {closed:?}");
     let total = get(&format!("{http}/goim/online/total")).await;
     assert_eq!(total["data"]["conn_count"], 2);
 }

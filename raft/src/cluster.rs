@@ -14,7 +14,9 @@ use openraft::{BasicNode, SnapshotPolicy};
 use tracing::{info, warn};
 
 use crate::command::{Reply, Request};
-use crate::network::{QuicNetwork, RaftRpc, RaftRpcReply, RaftService, WriteError};
+use crate::membership::{self, MembershipChange, MembershipView};
+use crate::network::{LeaderOp, LeaderReply, QuicNetwork, RaftRpc, RaftRpcReply, RaftService, WriteError};
+use crate::proposer::{self, Proposer};
 use crate::types::{Raft, TypeConfig};
 
 #[derive(Debug, Clone)]
@@ -56,6 +58,7 @@ pub struct Cluster {
     pub node_id: u64,
     endpoint: Arc<QuicEndpoint>,
     write_timeout: Duration,
+    proposer: Proposer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,10 +74,7 @@ pub enum StartError {
 }
 
 impl Cluster {
-    pub async fn start(
-        cfg: ClusterConfig,
-        endpoint: Arc<QuicEndpoint>,
-    ) -> Result<Arc<Cluster>, StartError> {
+    pub async fn start(cfg: ClusterConfig, endpoint: Arc<QuicEndpoint>) -> Result<Arc<Cluster>, StartError> {
         let config = openraft::Config {
             cluster_name: "goim".into(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -83,32 +83,26 @@ impl Cluster {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: 1_000,
             max_payload_entries: 1_000,
+            // Snapshot chunks can be MBs; give each chunk RPC time on a busy machine.
+            install_snapshot_timeout: 10_000,
             ..Default::default()
         }
         .validate()?;
         let (log, sm) = goim_storage::open::<TypeConfig>(&cfg.data_dir).await?;
         let view = sm.view();
-        let raft = Raft::new(
-            cfg.node_id,
-            Arc::new(config),
-            QuicNetwork::new(endpoint.clone()),
-            log,
-            sm,
-        )
-        .await?;
+        let raft =
+            Raft::new(cfg.node_id, Arc::new(config), QuicNetwork::new(endpoint.clone()), log, sm).await?;
+        let (proposer, proposals) = Proposer::new();
         let cluster = Arc::new(Cluster {
             raft,
             view,
             node_id: cfg.node_id,
             endpoint: endpoint.clone(),
             write_timeout: cfg.write_timeout,
+            proposer,
         });
-        endpoint.register(
-            Service::Raft,
-            Arc::new(RaftService {
-                cluster: cluster.clone(),
-            }),
-        );
+        tokio::spawn(proposer::run(Arc::downgrade(&cluster), proposals));
+        endpoint.register(Service::Raft, Arc::new(RaftService { cluster: cluster.clone() }));
 
         let mut voters = cfg.peers.clone();
         if voters.is_empty() {
@@ -116,11 +110,10 @@ impl Cluster {
         }
         // The lowest id of the initial voters forms the cluster; everyone else joins when
         // it replicates to them. openraft refuses a second initialisation (restart), fine.
+        // A node not among the voters waits to be added (`goim cluster add`).
         if voters.keys().next() == Some(&cfg.node_id) {
-            let members: BTreeMap<u64, BasicNode> = voters
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
-                .collect();
+            let members: BTreeMap<u64, BasicNode> =
+                voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
             match cluster.raft.initialize(members).await {
                 Ok(()) => {
                     info!(node = cfg.node_id, voters = ?voters.keys().collect::<BTreeSet<_>>(), "cluster initialized")
@@ -136,23 +129,44 @@ impl Cluster {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Commits `req` through the leader and returns its reply; retries while no leader is
-    /// known or reachable, up to the configured write timeout.
+    /// Commits `req` (batched with concurrent writes) through the leader and returns its
+    /// reply once applied; retries while no leader is known or reachable, up to the write
+    /// timeout. Only idempotent commands are retried blindly: pushes carry request ids.
     pub async fn write(&self, req: Request) -> Result<Reply, WriteError> {
+        self.proposer.propose(req).await
+    }
+
+    /// Commits one entry through the leader, forwarding and retrying across elections.
+    pub(crate) async fn commit(&self, req: Request) -> Result<Reply, WriteError> {
+        match self.on_leader(LeaderOp::Write(req)).await? {
+            LeaderReply::Write(r) => Ok(r),
+            other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Changes the membership through the leader (see `membership`).
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<MembershipView, WriteError> {
+        match self.on_leader(LeaderOp::Membership(change)).await? {
+            LeaderReply::Membership(m) => Ok(m),
+            other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Runs `op` on the leader: here when this node leads, else forwarded to it; retried
+    /// while no leader is known or reachable, up to the write timeout.
+    async fn on_leader(&self, op: LeaderOp) -> Result<LeaderReply, WriteError> {
         let deadline = Instant::now() + self.write_timeout;
         let mut backoff = Duration::from_millis(20);
         loop {
             let result = match self.leader_addr() {
-                Some(None) => self.write_local(req.clone()).await,
-                Some(Some(addr)) => self.forward(&addr, &req).await,
+                Some(None) => self.run_local(op.clone()).await,
+                Some(Some(addr)) => self.forward(&addr, &op).await,
                 None => Err(WriteError::NoLeader),
             };
             match result {
-                Err(
-                    WriteError::ForwardToLeader(..)
-                    | WriteError::NoLeader
-                    | WriteError::Transport(_),
-                ) if Instant::now() < deadline => {
+                Err(WriteError::ForwardToLeader(..) | WriteError::NoLeader | WriteError::Transport(_))
+                    if Instant::now() < deadline =>
+                {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(200));
                 }
@@ -171,27 +185,30 @@ impl Cluster {
         if leader == self.node_id {
             return Some(None);
         }
-        m.membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| Some(n.addr.clone()))
+        m.membership_config.membership().get_node(&leader).map(|n| Some(n.addr.clone()))
     }
 
-    async fn forward(&self, addr: &str, req: &Request) -> Result<Reply, WriteError> {
-        let rpc = RaftRpc::Write(req.clone());
-        match self
-            .endpoint
-            .call::<RaftRpc, RaftRpcReply>(addr, Service::Raft, &rpc, self.write_timeout)
-            .await
+    async fn forward(&self, addr: &str, op: &LeaderOp) -> Result<LeaderReply, WriteError> {
+        let rpc = RaftRpc::Leader(op.clone());
+        match self.endpoint.call::<RaftRpc, RaftRpcReply>(addr, Service::Raft, &rpc, self.write_timeout).await
         {
-            Ok(RaftRpcReply::Write(r)) => r,
+            Ok(RaftRpcReply::Leader(r)) => r,
             Ok(other) => Err(WriteError::Transport(format!("unexpected reply {other:?}"))),
             Err(e) => Err(WriteError::Transport(e.to_string())),
         }
     }
 
-    /// Proposes on this node; a follower answers where the leader is.
-    pub async fn write_local(&self, req: Request) -> Result<Reply, WriteError> {
+    /// Runs `op` on this node; a follower answers where the leader is.
+    pub(crate) async fn run_local(&self, op: LeaderOp) -> Result<LeaderReply, WriteError> {
+        match op {
+            LeaderOp::Write(req) => self.write_local(req).await.map(LeaderReply::Write),
+            LeaderOp::Membership(change) => {
+                membership::change_local(&self.raft, change).await.map(LeaderReply::Membership)
+            }
+        }
+    }
+
+    async fn write_local(&self, req: Request) -> Result<Reply, WriteError> {
         match self.raft.client_write(req).await {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {

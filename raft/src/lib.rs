@@ -1,10 +1,12 @@
 //! The Raft layer of a logic node: the openraft type configuration (`types`), the replicated
 //! commands, one file each (`command`), the Raft network over the node's QUIC endpoint
-//! (`network`) and the node's Raft lifecycle: start, self-initialisation, forwarded writes
-//! (`cluster`).
+//! (`network`), the node's Raft lifecycle: start, self-initialisation, forwarded writes
+//! (`cluster`), membership change (`membership`) and group commit of client writes (`proposer`).
 pub mod cluster;
 pub mod command;
+pub mod membership;
 pub mod network;
+mod proposer;
 pub mod types;
 
 pub use cluster::{Cluster, ClusterConfig, StartError};

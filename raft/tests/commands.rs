@@ -23,11 +23,7 @@ impl Sm {
     async fn new() -> Sm {
         let dir = tempfile::tempdir().unwrap();
         let (_, sm) = goim_storage::open::<TypeConfig>(dir.path()).await.unwrap();
-        Sm {
-            sm,
-            index: 0,
-            _dir: Some(dir),
-        }
+        Sm { sm, index: 0, _dir: Some(dir) }
     }
 
     async fn apply(&mut self, reqs: Vec<Request>) -> Vec<Reply> {
@@ -64,98 +60,65 @@ fn session(key: &str, mid: i64, comet: &str, conn: u64, room: &str) -> Session {
 }
 
 fn connect(key: &str, mid: i64, comet: &str, conn: u64) -> Request {
-    Request::Connect(Connect {
-        session: session(key, mid, comet, conn, "live://1"),
-    })
+    Request::Connect(Connect { session: session(key, mid, comet, conn, "live://1") })
 }
 
+/// A push with a fresh request id.
 fn push(to: PushTo) -> Request {
-    Request::Push(Push {
-        to,
-        op: 1000,
-        body: "b".into(),
-        ts_ms: 5,
-    })
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    push_with_id(&format!("id-{}", NEXT.fetch_add(1, Ordering::Relaxed)), to, 5)
+}
+
+fn push_with_id(id: &str, to: PushTo, ts_ms: u64) -> Request {
+    Request::Push(Push { id: id.into(), to, op: 1000, body: "b".into(), ts_ms })
 }
 
 #[tokio::test]
 async fn key_and_mid_pushes_resolve_to_one_record_per_comet() {
     let mut sm = Sm::new().await;
-    sm.apply(vec![
-        connect("a", 1, "c1", 1),
-        connect("b", 1, "c2", 2),
-        connect("c", 2, "c1", 3),
-    ])
-    .await;
+    sm.apply(vec![connect("a", 1, "c1", 1), connect("b", 1, "c2", 2), connect("c", 2, "c1", 3)]).await;
 
     let reply = sm.one(push(PushTo::Mids(vec![1, 2, 99]))).await;
-    assert_eq!(
-        reply,
-        Reply::Pushed {
-            seq: 2,
-            room_seq: 0
-        }
-    );
+    assert_eq!(reply, Reply::Pushed { seq: 2, room_seq: 0 });
     let view = sm.sm.view();
     let recs = pushlog::range(&view, 0, 1, 10).unwrap();
     let targets: Vec<PushTarget> = recs.iter().map(|r| r.target.clone()).collect();
     assert_eq!(
         targets,
         vec![
-            PushTarget::Keys {
-                comet: "c1".into(),
-                keys: vec!["a".into(), "c".into()]
-            },
-            PushTarget::Keys {
-                comet: "c2".into(),
-                keys: vec!["b".into()]
-            },
+            PushTarget::Keys { comet: "c1".into(), keys: vec!["a".into(), "c".into()] },
+            PushTarget::Keys { comet: "c2".into(), keys: vec!["b".into()] },
         ]
     );
     // Nobody online: nothing appended, the reply names the current head.
-    assert_eq!(
-        sm.one(push(PushTo::Keys(vec!["zzz".into()]))).await,
-        Reply::Pushed {
-            seq: 2,
-            room_seq: 0
-        }
-    );
+    assert_eq!(sm.one(push(PushTo::Keys(vec!["zzz".into()]))).await, Reply::Pushed { seq: 2, room_seq: 0 });
     // Room pushes get dense per-room offsets; broadcasts one record.
+    assert_eq!(sm.one(push(PushTo::Room("live://1".into()))).await, Reply::Pushed { seq: 3, room_seq: 1 });
+    assert_eq!(sm.one(push(PushTo::Room("live://2".into()))).await, Reply::Pushed { seq: 4, room_seq: 1 });
+    assert_eq!(sm.one(push(PushTo::Room("live://1".into()))).await, Reply::Pushed { seq: 5, room_seq: 2 });
+    assert_eq!(sm.one(push(PushTo::All)).await, Reply::Pushed { seq: 6, room_seq: 0 });
+    assert_eq!(pushlog::head(&view, 0).unwrap(), pushlog::LogHead { first_seq: 1, last_seq: 6 });
+}
+
+#[tokio::test]
+async fn a_retried_push_applies_once_and_ids_expire() {
+    let mut sm = Sm::new().await;
+    let room = || PushTo::Room("live://1".into());
+    assert_eq!(sm.one(push_with_id("x", room(), 1_000)).await, Reply::Pushed { seq: 1, room_seq: 1 });
+    // The retry (same id), even in the same batch as another push, answers the first outcome.
+    let replies = sm
+        .one(Request::Batch(vec![push_with_id("x", room(), 2_000), push_with_id("y", room(), 2_000)]))
+        .await;
     assert_eq!(
-        sm.one(push(PushTo::Room("live://1".into()))).await,
-        Reply::Pushed {
-            seq: 3,
-            room_seq: 1
-        }
+        replies,
+        Reply::Batch(vec![Reply::Pushed { seq: 1, room_seq: 1 }, Reply::Pushed { seq: 2, room_seq: 2 }])
     );
-    assert_eq!(
-        sm.one(push(PushTo::Room("live://2".into()))).await,
-        Reply::Pushed {
-            seq: 4,
-            room_seq: 1
-        }
-    );
-    assert_eq!(
-        sm.one(push(PushTo::Room("live://1".into()))).await,
-        Reply::Pushed {
-            seq: 5,
-            room_seq: 2
-        }
-    );
-    assert_eq!(
-        sm.one(push(PushTo::All)).await,
-        Reply::Pushed {
-            seq: 6,
-            room_seq: 0
-        }
-    );
-    assert_eq!(
-        pushlog::head(&view, 0).unwrap(),
-        pushlog::LogHead {
-            first_seq: 1,
-            last_seq: 6
-        }
-    );
+    assert_eq!(pushlog::head(&sm.sm.view(), 0).unwrap().last_seq, 2);
+    // Long after, "x" is forgotten: a push with that id is new again.
+    let later = 1_000 + goim_storage::tables::requests::REMEMBER_MS + 1;
+    sm.one(push_with_id("z", room(), later)).await;
+    assert_eq!(sm.one(push_with_id("x", room(), later)).await, Reply::Pushed { seq: 4, room_seq: 4 });
 }
 
 #[tokio::test]
@@ -166,32 +129,12 @@ async fn same_key_takeover_kicks_the_old_connection_and_its_disconnect_is_ignore
     let view = sm.sm.view();
     let recs = pushlog::range(&view, 0, 1, 10).unwrap();
     assert_eq!(recs.len(), 1);
-    assert_eq!(
-        recs[0].target,
-        PushTarget::Kick {
-            comet: "c1".into(),
-            key: "k".into(),
-            conn: 1
-        }
-    );
+    assert_eq!(recs[0].target, PushTarget::Kick { comet: "c1".into(), key: "k".into(), conn: 1 });
     // The old connection's late Disconnect must not remove the new session.
-    sm.one(Request::Disconnect(Disconnect {
-        comet: "c1".into(),
-        key: "k".into(),
-        conn: 1,
-    }))
-    .await;
+    sm.one(Request::Disconnect(Disconnect { comet: "c1".into(), key: "k".into(), conn: 1 })).await;
     assert_eq!(sessions::get(&view, "k").unwrap().map(|s| s.conn), Some(9));
-    assert_eq!(
-        sessions::keys_of_mid(&view, 7).unwrap(),
-        vec!["k".to_string()]
-    );
-    sm.one(Request::Disconnect(Disconnect {
-        comet: "c2".into(),
-        key: "k".into(),
-        conn: 9,
-    }))
-    .await;
+    assert_eq!(sessions::keys_of_mid(&view, 7).unwrap(), vec!["k".to_string()]);
+    sm.one(Request::Disconnect(Disconnect { comet: "c2".into(), key: "k".into(), conn: 9 })).await;
     assert!(sessions::get(&view, "k").unwrap().is_none());
     assert!(sessions::keys_of_mid(&view, 7).unwrap().is_empty());
 }
@@ -217,24 +160,17 @@ fn renew(id: &str, now_ms: u64, rooms: &[(&str, u32)]) -> Request {
 #[tokio::test]
 async fn renewals_sum_rooms_and_tick_expires_dead_comets_with_their_sessions() {
     let mut sm = Sm::new().await;
-    sm.apply(vec![connect("a", 1, "c1", 1), connect("b", 2, "c2", 2)])
-        .await;
+    sm.apply(vec![connect("a", 1, "c1", 1), connect("b", 2, "c2", 2)]).await;
     sm.one(renew("c1", 0, &[("live://1", 3)])).await;
-    let reply = sm
-        .one(renew("c2", 500, &[("live://1", 2), ("live://2", 1)]))
-        .await;
-    let want: BTreeMap<String, u64> =
-        [("live://1".to_string(), 5), ("live://2".to_string(), 1)].into();
+    let reply = sm.one(renew("c2", 500, &[("live://1", 2), ("live://2", 1)])).await;
+    let want: BTreeMap<String, u64> = [("live://1".to_string(), 5), ("live://2".to_string(), 1)].into();
     assert_eq!(reply, Reply::RoomCounts(want));
 
     // At 1200 ms c1 (expires 1000) is dead, c2 (expires 1500) is not.
     sm.one(Request::Tick(Tick { now_ms: 1_200 })).await;
     let view = sm.sm.view();
     assert!(comets::get(&view, "c1").unwrap().is_none());
-    assert!(
-        sessions::get(&view, "a").unwrap().is_none(),
-        "c1's sessions went with it"
-    );
+    assert!(sessions::get(&view, "a").unwrap().is_none(), "c1's sessions went with it");
     assert!(sessions::get(&view, "b").unwrap().is_some());
     let totals = comets::room_totals(&view).unwrap();
     assert_eq!(totals.get("live://1"), Some(&2));
@@ -244,72 +180,31 @@ async fn renewals_sum_rooms_and_tick_expires_dead_comets_with_their_sessions() {
 async fn leases_fence_offset_commits_and_expire() {
     let mut sm = Sm::new().await;
     let acquire = |job: &str, now_ms| {
-        Request::AcquireLease(AcquireLease {
-            partition: 0,
-            job: job.into(),
-            now_ms,
-            ttl_ms: 100,
-        })
+        Request::AcquireLease(AcquireLease { partition: 0, job: job.into(), now_ms, ttl_ms: 100 })
     };
-    let commit = |job: &str, seq| {
-        Request::CommitOffset(CommitOffset {
-            partition: 0,
-            job: job.into(),
-            seq,
-        })
-    };
+    let commit = |job: &str, seq| Request::CommitOffset(CommitOffset { partition: 0, job: job.into(), seq });
 
     assert_eq!(
         sm.one(acquire("j1", 0)).await,
-        Reply::Lease {
-            granted: true,
-            holder: "j1".into(),
-            offset: 0
-        }
+        Reply::Lease { granted: true, holder: "j1".into(), offset: 0 }
     );
     assert_eq!(
         sm.one(acquire("j2", 50)).await,
-        Reply::Lease {
-            granted: false,
-            holder: "j1".into(),
-            offset: 0
-        }
+        Reply::Lease { granted: false, holder: "j1".into(), offset: 0 }
     );
     assert_eq!(sm.one(commit("j1", 10)).await, Reply::Offset(10));
-    assert!(
-        matches!(sm.one(commit("j2", 20)).await, Reply::Refused(_)),
-        "non-holder fenced"
-    );
-    assert_eq!(
-        sm.one(commit("j1", 4)).await,
-        Reply::Offset(10),
-        "offsets never go back"
-    );
+    assert!(matches!(sm.one(commit("j2", 20)).await, Reply::Refused(_)), "non-holder fenced");
+    assert_eq!(sm.one(commit("j1", 4)).await, Reply::Offset(10), "offsets never go back");
     // j1 stops renewing: after its TTL j2 takes over from the committed offset.
     assert_eq!(
         sm.one(acquire("j2", 101)).await,
-        Reply::Lease {
-            granted: true,
-            holder: "j2".into(),
-            offset: 10
-        }
+        Reply::Lease { granted: true, holder: "j2".into(), offset: 10 }
     );
-    assert!(
-        matches!(sm.one(commit("j1", 30)).await, Reply::Refused(_)),
-        "the old holder is fenced"
-    );
-    sm.one(Request::ReleaseLease(ReleaseLease {
-        partition: 0,
-        job: "j2".into(),
-    }))
-    .await;
+    assert!(matches!(sm.one(commit("j1", 30)).await, Reply::Refused(_)), "the old holder is fenced");
+    sm.one(Request::ReleaseLease(ReleaseLease { partition: 0, job: "j2".into() })).await;
     assert_eq!(
         sm.one(acquire("j3", 102)).await,
-        Reply::Lease {
-            granted: true,
-            holder: "j3".into(),
-            offset: 10
-        }
+        Reply::Lease { granted: true, holder: "j3".into(), offset: 10 }
     );
     assert_eq!(offsets::offset(&sm.sm.view(), 0).unwrap(), 10);
 }
@@ -319,16 +214,8 @@ async fn applied_state_and_tables_survive_reopen_together() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (_, sm) = goim_storage::open::<TypeConfig>(dir.path()).await.unwrap();
-        let mut sm = Sm {
-            sm,
-            index: 0,
-            _dir: None,
-        };
-        sm.apply(vec![
-            connect("a", 1, "c1", 1),
-            push(PushTo::Room("live://1".into())),
-        ])
-        .await;
+        let mut sm = Sm { sm, index: 0, _dir: None };
+        sm.apply(vec![connect("a", 1, "c1", 1), push(PushTo::Room("live://1".into()))]).await;
     }
     // The log flusher task lets go of the db (sled's exclusive lock) just after the drop.
     let mut reopened = None;

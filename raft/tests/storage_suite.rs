@@ -11,14 +11,7 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachine<TypeConfig>, te
 {
     async fn build(
         &self,
-    ) -> Result<
-        (
-            tempfile::TempDir,
-            LogStore<TypeConfig>,
-            StateMachine<TypeConfig>,
-        ),
-        StorageError<u64>,
-    > {
+    ) -> Result<(tempfile::TempDir, LogStore<TypeConfig>, StateMachine<TypeConfig>), StorageError<u64>> {
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
         let (log, sm) = goim_storage::open::<TypeConfig>(dir.path())
             .await

@@ -12,11 +12,7 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn raft(
-        self,
-        subject: ErrorSubject<u64>,
-        verb: ErrorVerb,
-    ) -> openraft::StorageError<u64> {
+    pub(crate) fn raft(self, subject: ErrorSubject<u64>, verb: ErrorVerb) -> openraft::StorageError<u64> {
         openraft::StorageIOError::new(subject, verb, AnyError::new(&self)).into()
     }
 }
@@ -38,6 +34,5 @@ pub(crate) fn write_sm(e: impl Into<StorageError>) -> openraft::StorageError<u64
 }
 
 pub(crate) fn snapshot_io(e: impl Into<StorageError>) -> openraft::StorageError<u64> {
-    e.into()
-        .raft(ErrorSubject::Snapshot(None), ErrorVerb::Write)
+    e.into().raft(ErrorSubject::Snapshot(None), ErrorVerb::Write)
 }

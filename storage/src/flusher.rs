@@ -12,9 +12,7 @@ pub(crate) struct Flusher<C: GoimTypes> {
 
 impl<C: GoimTypes> Clone for Flusher<C> {
     fn clone(&self) -> Self {
-        Flusher {
-            tx: self.tx.clone(),
-        }
+        Flusher { tx: self.tx.clone() }
     }
 }
 

@@ -23,12 +23,7 @@ use openraft::{BasicNode, RaftTypeConfig};
 /// The Raft type configurations this crate stores: u64 node ids, `BasicNode` (its `addr` is
 /// the node's QUIC address), openraft's `Entry`, snapshots as bytes, commands as `Command`.
 pub trait GoimTypes:
-    RaftTypeConfig<
-    NodeId = u64,
-    Node = BasicNode,
-    Entry = openraft::Entry<Self>,
-    SnapshotData = Cursor<Vec<u8>>,
->
+    RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = openraft::Entry<Self>, SnapshotData = Cursor<Vec<u8>>>
 {
 }
 
@@ -48,10 +43,7 @@ where
     C: GoimTypes,
     C::D: Command<Reply = C::R>,
 {
-    let db = sled::Config::new()
-        .path(dir.join("db"))
-        .mode(sled::Mode::HighThroughput)
-        .open()?;
+    let db = sled::Config::new().path(dir.join("db")).mode(sled::Mode::HighThroughput).open()?;
     let log = LogStore::open(&db)?;
     let sm = StateMachine::open(&db)?;
     Ok((log, sm))

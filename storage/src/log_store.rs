@@ -48,10 +48,7 @@ impl<C: GoimTypes> LogStore<C> {
         })
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
         match self.meta.get(key)? {
             Some(v) => Ok(Some(serial::decode(&v)?)),
             None => Ok(None),
@@ -111,10 +108,7 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
     async fn get_log_state(&mut self) -> Result<LogState<C>, openraft::StorageError<u64>> {
         let last_purged: Option<LogId<u64>> = self.read_meta(PURGED).map_err(read_logs)?;
         let last = self.last_entry_id().map_err(read_logs)?.or(last_purged);
-        Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
-        })
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -129,8 +123,7 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, openraft::StorageError<u64>> {
-        self.read_meta(VOTE)
-            .map_err(|e| e.raft(openraft::ErrorSubject::Vote, openraft::ErrorVerb::Read))
+        self.read_meta(VOTE).map_err(|e| e.raft(openraft::ErrorSubject::Vote, openraft::ErrorVerb::Read))
     }
 
     async fn save_committed(
@@ -142,10 +135,7 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, openraft::StorageError<u64>> {
-        Ok(self
-            .read_meta::<Option<LogId<u64>>>(COMMITTED)
-            .map_err(read_logs)?
-            .flatten())
+        Ok(self.read_meta::<Option<LogId<u64>>>(COMMITTED).map_err(read_logs)?.flatten())
     }
 
     async fn append<I>(
@@ -168,13 +158,11 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
-        self.remove_range(log_id.index.to_be_bytes()..)
-            .map_err(write_logs)
+        self.remove_range(log_id.index.to_be_bytes()..).map_err(write_logs)
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
         self.write_meta(PURGED, &log_id).map_err(write_logs)?;
-        self.remove_range(..=log_id.index.to_be_bytes())
-            .map_err(write_logs)
+        self.remove_range(..=log_id.index.to_be_bytes()).map_err(write_logs)
     }
 }

@@ -65,10 +65,7 @@ pub(crate) fn load_current<C: GoimTypes>(
     let (Some(meta), Some(data)) = (snapshots.get(META)?, snapshots.get(DATA)?) else {
         return Ok(None);
     };
-    Ok(Some(Snapshot {
-        meta: serial::decode(&meta)?,
-        snapshot: Box::new(Cursor::new(data.to_vec())),
-    }))
+    Ok(Some(Snapshot { meta: serial::decode(&meta)?, snapshot: Box::new(Cursor::new(data.to_vec())) }))
 }
 
 pub struct SnapshotBuilder<C: GoimTypes> {
@@ -85,12 +82,7 @@ impl<C: GoimTypes> SnapshotBuilder<C> {
         snapshots: sled::Tree,
         counter: u64,
     ) -> Self {
-        SnapshotBuilder {
-            copy,
-            applied,
-            snapshots,
-            counter,
-        }
+        SnapshotBuilder { copy, applied, snapshots, counter }
     }
 }
 
@@ -106,15 +98,8 @@ impl<C: GoimTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.counter),
             None => format!("none-{}", self.counter),
         };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
         save_current(&self.snapshots, &meta, &data).map_err(snapshot_io)?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }

@@ -77,10 +77,7 @@ impl<C: GoimTypes> StateMachine<C> {
     }
 
     pub fn view(&self) -> StateView {
-        StateView {
-            tree: self.tree.clone(),
-            pushes: self.pushes.subscribe(),
-        }
+        StateView { tree: self.tree.clone(), pushes: self.pushes.subscribe() }
     }
 
     fn read_applied(&self) -> Applied<C::Node> {
@@ -105,8 +102,7 @@ where
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, C::Node>), openraft::StorageError<u64>>
-    {
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, C::Node>), openraft::StorageError<u64>> {
         self.read_applied().map_err(read_sm)
     }
 
@@ -169,9 +165,7 @@ where
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<C>>, openraft::StorageError<u64>> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, openraft::StorageError<u64>> {
         snapshot::load_current(&self.snapshots).map_err(read_sm)
     }
 }

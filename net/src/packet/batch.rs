@@ -36,11 +36,7 @@ mod tests {
     use crate::packet::{decode_ws, DEFAULT_MAX_BODY};
 
     fn sample() -> Vec<Packet> {
-        vec![
-            Packet::new(1000, 5, "first"),
-            Packet::new(1001, 6, ""),
-            Packet::new(1000, 7, vec![9u8; 100]),
-        ]
+        vec![Packet::new(1000, 5, "first"), Packet::new(1001, 6, ""), Packet::new(1000, 7, vec![9u8; 100])]
     }
 
     #[test]
@@ -59,9 +55,7 @@ mod tests {
     fn empty_batch_is_a_bare_header() {
         let frame = encode_batch(&[]);
         assert_eq!(frame, Packet::new(op::RAW, 0, "").to_bytes());
-        assert!(split_batch(Bytes::new(), DEFAULT_MAX_BODY)
-            .unwrap()
-            .is_empty());
+        assert!(split_batch(Bytes::new(), DEFAULT_MAX_BODY).unwrap().is_empty());
     }
 
     #[test]
@@ -69,13 +63,7 @@ mod tests {
         let frame = encode_batch(&sample());
         let body = frame.slice(HEADER_LEN..frame.len() - 1);
         let err = split_batch(body, DEFAULT_MAX_BODY).unwrap_err();
-        assert!(matches!(
-            err,
-            PacketError::Truncated {
-                need: 116,
-                have: 115
-            }
-        ));
+        assert!(matches!(err, PacketError::Truncated { need: 116, have: 115 }));
 
         let mut body = Packet::new(1000, 0, "x").to_bytes().to_vec();
         body.extend_from_slice(&[0, 0, 0]);
@@ -87,12 +75,6 @@ mod tests {
     fn inner_packets_are_checked_against_max_body() {
         let body = encode_batch(&sample()).slice(HEADER_LEN..);
         let err = split_batch(body, 99).unwrap_err();
-        assert!(matches!(
-            err,
-            PacketError::PackLenTooLarge {
-                pack_len: 116,
-                max: 99
-            }
-        ));
+        assert!(matches!(err, PacketError::PackLenTooLarge { pack_len: 116, max: 99 }));
     }
 }

@@ -95,10 +95,7 @@ mod tests {
         let wire = Packet::new(1000, 0, vec![0u8; 5]).to_bytes();
         let mut codec = PacketCodec::new(4);
         let err = codec.decode(&mut BytesMut::from(&wire[..])).unwrap_err();
-        assert!(matches!(
-            err,
-            PacketError::PackLenTooLarge { pack_len: 21, .. }
-        ));
+        assert!(matches!(err, PacketError::PackLenTooLarge { pack_len: 21, .. }));
     }
 
     #[test]
@@ -137,9 +134,7 @@ mod tests {
     async fn framed_surfaces_a_truncated_tail() {
         let (mut client, server) = tokio::io::duplex(64);
         let wire = Packet::new(1000, 1, "cut").to_bytes();
-        tokio::io::AsyncWriteExt::write_all(&mut client, &wire[..18])
-            .await
-            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, &wire[..18]).await.unwrap();
         drop(client);
         let mut reader = FramedRead::new(server, PacketCodec::default());
         let err = reader.next().await.unwrap().unwrap_err();

@@ -28,22 +28,12 @@ pub struct Packet {
 impl Packet {
     /// A packet with ver 1.
     pub fn new(op: i32, seq: i32, body: impl Into<Bytes>) -> Self {
-        Packet {
-            ver: DEFAULT_VER,
-            op,
-            seq,
-            body: body.into(),
-        }
+        Packet { ver: DEFAULT_VER, op, seq, body: body.into() }
     }
 
     /// The answer to `self`: same ver and seq, the given op and body.
     pub fn reply(&self, op: i32, body: impl Into<Bytes>) -> Packet {
-        Packet {
-            ver: self.ver,
-            op,
-            seq: self.seq,
-            body: body.into(),
-        }
+        Packet { ver: self.ver, op, seq: self.seq, body: body.into() }
     }
 
     /// packLen: header plus body.
@@ -98,12 +88,7 @@ struct Header {
 
 impl Header {
     fn into_packet(self, body: Bytes) -> Packet {
-        Packet {
-            ver: self.ver,
-            op: self.op,
-            seq: self.seq,
-            body,
-        }
+        Packet { ver: self.ver, op: self.op, seq: self.seq, body }
     }
 }
 
@@ -137,10 +122,7 @@ fn peek_header(buf: &[u8], max_body: usize) -> Result<Option<Header>, PacketErro
         .filter(|&len| len >= HEADER_LEN)
         .ok_or(PacketError::PackLenTooSmall(raw_pack_len))?;
     if pack_len > HEADER_LEN.saturating_add(max_body) {
-        return Err(PacketError::PackLenTooLarge {
-            pack_len: raw_pack_len,
-            max: max_body,
-        });
+        return Err(PacketError::PackLenTooLarge { pack_len: raw_pack_len, max: max_body });
     }
     let Some(header_len) = read_i16(buf, 4) else {
         return Ok(None);
@@ -148,16 +130,10 @@ fn peek_header(buf: &[u8], max_body: usize) -> Result<Option<Header>, PacketErro
     if header_len != WIRE_HEADER_LEN {
         return Err(PacketError::HeaderLen(header_len));
     }
-    let (Some(ver), Some(op), Some(seq)) = (read_i16(buf, 6), read_i32(buf, 8), read_i32(buf, 12))
-    else {
+    let (Some(ver), Some(op), Some(seq)) = (read_i16(buf, 6), read_i32(buf, 8), read_i32(buf, 12)) else {
         return Ok(None);
     };
-    Ok(Some(Header {
-        pack_len,
-        ver,
-        op,
-        seq,
-    }))
+    Ok(Some(Header { pack_len, ver, op, seq }))
 }
 
 /// Sans-IO: decodes one packet from the front of `buf` if it is complete. `Ok(None)` means
@@ -181,15 +157,9 @@ pub fn decode(buf: &mut BytesMut, max_body: usize) -> Result<Option<Packet>, Pac
 /// `Truncated`. Used where the packet boundary is known (a WebSocket message, a batch).
 pub(crate) fn take_packet(buf: &mut Bytes, max_body: usize) -> Result<Packet, PacketError> {
     let have = buf.len();
-    let header = peek_header(buf, max_body)?.ok_or(PacketError::Truncated {
-        need: HEADER_LEN,
-        have,
-    })?;
+    let header = peek_header(buf, max_body)?.ok_or(PacketError::Truncated { need: HEADER_LEN, have })?;
     if have < header.pack_len {
-        return Err(PacketError::Truncated {
-            need: header.pack_len,
-            have,
-        });
+        return Err(PacketError::Truncated { need: header.pack_len, have });
     }
     let mut frame = buf.split_to(header.pack_len);
     frame.advance(HEADER_LEN);
@@ -235,10 +205,7 @@ mod tests {
     fn heartbeat_reply_matches_protocol_example() {
         let wire = hex("00000014 0010 0001 00000003 00000001 00000005");
         let hb = Packet::new(crate::packet::op::HEARTBEAT, 1, Bytes::new());
-        let reply = hb.reply(
-            crate::packet::op::HEARTBEAT_REPLY,
-            5i32.to_be_bytes().to_vec(),
-        );
+        let reply = hb.reply(crate::packet::op::HEARTBEAT_REPLY, 5i32.to_be_bytes().to_vec());
         assert_eq!(reply.encoded_len(), 20);
         assert_eq!(reply.to_bytes().as_ref(), wire.as_slice());
         assert_eq!(decode_all(&wire, DEFAULT_MAX_BODY).unwrap(), Some(reply));
@@ -246,12 +213,7 @@ mod tests {
 
     #[test]
     fn reply_keeps_ver_and_seq() {
-        let req = Packet {
-            ver: 7,
-            op: 12,
-            seq: -3,
-            body: Bytes::from_static(b"x"),
-        };
+        let req = Packet { ver: 7, op: 12, seq: -3, body: Bytes::from_static(b"x") };
         let reply = req.reply(13, "y");
         assert_eq!((reply.ver, reply.op, reply.seq), (7, 13, -3));
         assert_eq!(reply.body, "y");
@@ -262,12 +224,7 @@ mod tests {
         for p in [
             Packet::new(1000, 0, Bytes::new()),
             Packet::new(-1, i32::MIN, "negative"),
-            Packet {
-                ver: -2,
-                op: i32::MAX,
-                seq: i32::MAX,
-                body: Bytes::from(vec![0xff; DEFAULT_MAX_BODY]),
-            },
+            Packet { ver: -2, op: i32::MAX, seq: i32::MAX, body: Bytes::from(vec![0xff; DEFAULT_MAX_BODY]) },
         ] {
             let mut buf = BytesMut::new();
             p.encode(&mut buf);
@@ -313,13 +270,7 @@ mod tests {
     #[test]
     fn pack_len_over_max_is_refused_from_four_bytes() {
         let err = decode_all(&27i32.to_be_bytes(), 10).unwrap_err();
-        assert!(matches!(
-            err,
-            PacketError::PackLenTooLarge {
-                pack_len: 27,
-                max: 10
-            }
-        ));
+        assert!(matches!(err, PacketError::PackLenTooLarge { pack_len: 27, max: 10 }));
         assert_eq!(err.to_string(), "packLen 27 exceeds 16 + max body 10");
     }
 
@@ -342,10 +293,7 @@ mod tests {
             let err = decode_all(&wire[..6], DEFAULT_MAX_BODY).unwrap_err();
             assert!(matches!(err, PacketError::HeaderLen(n) if n == bad));
         }
-        assert_eq!(
-            PacketError::HeaderLen(17).to_string(),
-            "headerLen is 17, must be 16"
-        );
+        assert_eq!(PacketError::HeaderLen(17).to_string(), "headerLen is 17, must be 16");
     }
 
     #[test]
@@ -355,10 +303,7 @@ mod tests {
         assert!(matches!(err, PacketError::Truncated { need: 16, have: 10 }));
         let err = take_packet(&mut wire.slice(..18), DEFAULT_MAX_BODY).unwrap_err();
         assert!(matches!(err, PacketError::Truncated { need: 20, have: 18 }));
-        assert_eq!(
-            err.to_string(),
-            "packet truncated: needs 20 bytes, only 18 available"
-        );
+        assert_eq!(err.to_string(), "packet truncated: needs 20 bytes, only 18 available");
     }
 
     #[test]

@@ -17,10 +17,7 @@ pub fn decode_ws_bytes(mut msg: Bytes, max_body: usize) -> Result<Packet, Packet
     let len = msg.len();
     let packet = take_packet(&mut msg, max_body)?;
     if !msg.is_empty() {
-        return Err(PacketError::TrailingBytes {
-            pack_len: packet.encoded_len(),
-            len,
-        });
+        return Err(PacketError::TrailingBytes { pack_len: packet.encoded_len(), len });
     }
     Ok(packet)
 }
@@ -61,31 +58,16 @@ mod tests {
         let mut wire = Packet::new(1000, 0, "ab").to_bytes().to_vec();
         wire.push(0);
         let err = decode_ws(&wire, DEFAULT_MAX_BODY).unwrap_err();
-        assert!(matches!(
-            err,
-            PacketError::TrailingBytes {
-                pack_len: 18,
-                len: 19
-            }
-        ));
+        assert!(matches!(err, PacketError::TrailingBytes { pack_len: 18, len: 19 }));
         assert_eq!(err.to_string(), "message is 19 bytes but its packLen is 18");
     }
 
     #[test]
     fn header_checks_apply() {
         let wire = Packet::new(1000, 0, vec![0u8; 11]).to_bytes();
-        assert!(matches!(
-            decode_ws(&wire, 10),
-            Err(PacketError::PackLenTooLarge {
-                pack_len: 27,
-                max: 10
-            })
-        ));
+        assert!(matches!(decode_ws(&wire, 10), Err(PacketError::PackLenTooLarge { pack_len: 27, max: 10 })));
         let mut bad = wire.to_vec();
         bad[5] = 20;
-        assert!(matches!(
-            decode_ws(&bad, DEFAULT_MAX_BODY),
-            Err(PacketError::HeaderLen(20))
-        ));
+        assert!(matches!(decode_ws(&bad, DEFAULT_MAX_BODY), Err(PacketError::HeaderLen(20))));
     }
 }

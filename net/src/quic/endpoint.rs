@@ -68,23 +68,13 @@ impl QuicEndpoint {
     }
 
     fn handler(&self, byte: u8) -> Option<Arc<dyn StreamHandler>> {
-        self.handlers
-            .read()
-            .ok()
-            .and_then(|h| h.get(&byte).cloned())
+        self.handlers.read().ok().and_then(|h| h.get(&byte).cloned())
     }
 
     /// Opens a stream for `service` to `peer` (HOST:PORT), dialling or redialling as needed.
-    pub async fn open(
-        &self,
-        peer: &str,
-        service: Service,
-    ) -> Result<(SendStream, RecvStream), QuicError> {
+    pub async fn open(&self, peer: &str, service: Service) -> Result<(SendStream, RecvStream), QuicError> {
         let slot = {
-            let mut peers = self
-                .peers
-                .lock()
-                .map_err(|_| QuicError::Tls("poisoned".into()))?;
+            let mut peers = self.peers.lock().map_err(|_| QuicError::Tls("poisoned".into()))?;
             peers.entry(peer.to_string()).or_default().clone()
         };
         let mut guard = slot.lock().await;
@@ -119,9 +109,7 @@ impl QuicEndpoint {
             .map_err(|e| QuicError::Resolve(peer.into(), e.to_string()))?
             .next()
             .ok_or_else(|| QuicError::Resolve(peer.into(), "no address".into()))?;
-        let connecting = self
-            .endpoint
-            .connect_with(self.client.clone(), addr, SERVER_NAME)?;
+        let connecting = self.endpoint.connect_with(self.client.clone(), addr, SERVER_NAME)?;
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(conn) => Ok(conn?),
             Err(_) => Err(QuicError::Timeout),
@@ -144,13 +132,9 @@ impl QuicEndpoint {
             let (mut send, mut recv) = self.open(peer, service).await?;
             write_frame(&mut send, req).await?;
             send.finish()?;
-            read_frame::<Resp>(&mut recv)
-                .await?
-                .ok_or(QuicError::NoReply)
+            read_frame::<Resp>(&mut recv).await?.ok_or(QuicError::NoReply)
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| QuicError::Timeout)?
+        tokio::time::timeout(timeout, work).await.map_err(|_| QuicError::Timeout)?
     }
 
     /// Closes every connection and waits briefly for peers to be told.
@@ -167,8 +151,7 @@ async fn accept_loop(this: Arc<QuicEndpoint>) {
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
-                    metrics::counter!("goim_quic_rejected_total", "reason" => "handshake")
-                        .increment(1);
+                    metrics::counter!("goim_quic_rejected_total", "reason" => "handshake").increment(1);
                     debug!(error = %e, "quic handshake failed");
                     return;
                 }
@@ -190,15 +173,13 @@ async fn serve_connection(this: Arc<QuicEndpoint>, conn: Connection) {
             let mut byte = [0u8; 1];
             let read = tokio::time::timeout(SERVICE_BYTE_TIMEOUT, recv.read_exact(&mut byte)).await;
             if !matches!(read, Ok(Ok(()))) {
-                metrics::counter!("goim_quic_rejected_total", "reason" => "no_service_byte")
-                    .increment(1);
+                metrics::counter!("goim_quic_rejected_total", "reason" => "no_service_byte").increment(1);
                 return;
             }
             match Service::from_byte(byte[0]).and_then(|_| this.handler(byte[0])) {
                 Some(handler) => handler.handle(BiStream { send, recv, peer }).await,
                 None => {
-                    metrics::counter!("goim_quic_rejected_total", "reason" => "unknown_service")
-                        .increment(1);
+                    metrics::counter!("goim_quic_rejected_total", "reason" => "unknown_service").increment(1);
                     warn!(%peer, service = byte[0], "stream for an unknown or unserved service");
                     let _ = recv.stop(1u32.into());
                 }

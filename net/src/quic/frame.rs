@@ -6,10 +6,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::QuicError;
 use crate::serial::{self, MAX_DECODE};
 
-pub async fn write_frame<T: Serialize + ?Sized>(
-    send: &mut SendStream,
-    value: &T,
-) -> Result<(), QuicError> {
+pub async fn write_frame<T: Serialize + ?Sized>(send: &mut SendStream, value: &T) -> Result<(), QuicError> {
     let body = serial::encode(value)?;
     if body.len() > MAX_DECODE {
         return Err(QuicError::FrameTooLarge(body.len()));
@@ -22,9 +19,7 @@ pub async fn write_frame<T: Serialize + ?Sized>(
 }
 
 /// Reads the next frame. `Ok(None)` when the peer finished the stream cleanly between frames.
-pub async fn read_frame<T: DeserializeOwned>(
-    recv: &mut RecvStream,
-) -> Result<Option<T>, QuicError> {
+pub async fn read_frame<T: DeserializeOwned>(recv: &mut RecvStream) -> Result<Option<T>, QuicError> {
     let mut len = [0u8; 4];
     match recv.read_exact(&mut len).await {
         Ok(()) => {}

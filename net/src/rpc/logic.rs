@@ -76,7 +76,10 @@ pub enum LogicRequest {
         ttl_ms: u64,
     },
     /// A job gives its partition up (graceful stop).
-    ReleaseLease { partition: u32, job: String },
+    ReleaseLease {
+        partition: u32,
+        job: String,
+    },
     /// Every comet acked the partition up to `seq`.
     CommitOffset {
         partition: u32,

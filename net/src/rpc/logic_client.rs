@@ -18,12 +18,7 @@ pub struct LogicClient {
 
 impl LogicClient {
     pub fn new(endpoint: Arc<QuicEndpoint>, addrs: Vec<String>, timeout: Duration) -> LogicClient {
-        LogicClient {
-            endpoint,
-            addrs,
-            current: AtomicUsize::new(0),
-            timeout,
-        }
+        LogicClient { endpoint, addrs, current: AtomicUsize::new(0), timeout }
     }
 
     pub fn endpoint(&self) -> &Arc<QuicEndpoint> {
@@ -48,14 +43,8 @@ impl LogicClient {
             let Some(addr) = self.current_addr() else {
                 break;
             };
-            match self
-                .endpoint
-                .call::<_, LogicResult>(addr, Service::Logic, req, self.timeout)
-                .await
-            {
-                Ok(Err(RpcError::Unavailable(m))) => {
-                    last = RpcError::Unavailable(format!("{addr}: {m}"))
-                }
+            match self.endpoint.call::<_, LogicResult>(addr, Service::Logic, req, self.timeout).await {
+                Ok(Err(RpcError::Unavailable(m))) => last = RpcError::Unavailable(format!("{addr}: {m}")),
                 Ok(result) => return result,
                 Err(e) => last = RpcError::Unavailable(format!("{addr}: {e}")),
             }

@@ -28,11 +28,7 @@ pub enum PushTarget {
     /// Every connection on every comet; filtered by accepts.
     All,
     /// Close connection `conn` of `key` on `comet`: the key reconnected elsewhere.
-    Kick {
-        comet: String,
-        key: String,
-        conn: u64,
-    },
+    Kick { comet: String, key: String, conn: u64 },
 }
 
 impl PushTarget {

@@ -11,9 +11,7 @@ use goim_net::client::{AuthRequest, Client};
 use tokio::sync::Mutex;
 
 #[derive(Parser, Debug)]
-#[command(
-    about = "room fan-out benchmark: N WebSocket clients in one room, pushes at a steady rate"
-)]
+#[command(about = "room fan-out benchmark: N WebSocket clients in one room, pushes at a steady rate")]
 struct Args {
     /// HTTP address of a logic node.
     #[arg(long, default_value = "127.0.0.1:3111")]
@@ -37,10 +35,7 @@ struct Args {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 #[tokio::main]
@@ -51,10 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let latencies: Arc<Mutex<Vec<u32>>> = Arc::default();
     let stop = tokio_util::sync::CancellationToken::new();
 
-    eprintln!(
-        "connecting {} WebSocket clients to {} …",
-        args.clients, args.ws
-    );
+    eprintln!("connecting {} WebSocket clients to {} …", args.clients, args.ws);
     let started = Instant::now();
     let connected = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -115,10 +107,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let http = reqwest::Client::new();
-    let url = format!(
-        "http://{}/goim/push/room?operation=1000&type=live&room={}",
-        args.http, args.room
-    );
+    let url = format!("http://{}/goim/push/room?operation=1000&type=live&room={}", args.http, args.room);
     let total = args.rate as u64 * args.seconds;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
     let push_started = Instant::now();
@@ -160,9 +149,8 @@ async fn main() -> anyhow::Result<()> {
     let mut lat = std::mem::take(&mut *latencies.lock().await);
     lat.sort_unstable();
     let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0)
+            as f64
             / 1000.0
     };
     let got = delivered.load(Ordering::Relaxed);

@@ -12,17 +12,8 @@ pub async fn tail(http: &str, from: u64, follow: bool) -> anyhow::Result<()> {
     let mut next = from.max(1);
     let stdout = std::io::stdout();
     loop {
-        let data = super::get_data(
-            &client,
-            http,
-            &format!("/goim/log?from={next}&limit={PAGE}"),
-        )
-        .await?;
-        let records = data
-            .get("records")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let data = super::get_data(&client, http, &format!("/goim/log?from={next}&limit={PAGE}")).await?;
+        let records = data.get("records").and_then(Value::as_array).cloned().unwrap_or_default();
         let mut out = stdout.lock();
         for r in &records {
             writeln!(out, "{r}")?;

@@ -23,9 +23,7 @@ struct State {
 
 impl State {
     fn is_current(&self, ch: &Channel) -> bool {
-        self.channels
-            .get(&ch.key)
-            .is_some_and(|current| current.conn == ch.conn)
+        self.channels.get(&ch.key).is_some_and(|current| current.conn == ch.conn)
     }
 
     fn join_room(&mut self, ch: &Arc<Channel>) {
@@ -128,24 +126,10 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     fn channel(conn: u64, key: &str, room: Option<&str>) -> Arc<Channel> {
-        let session = Session {
-            key: key.into(),
-            mid: 1,
-            room: room.map(Into::into),
-            accepts: vec![],
-        };
-        let policy = QueuePolicy {
-            capacity: 8,
-            slow: SlowConsumer::Close,
-        };
+        let session = Session { key: key.into(), mid: 1, room: room.map(Into::into), accepts: vec![] };
+        let policy = QueuePolicy { capacity: 8, slow: SlowConsumer::Close };
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        Arc::new(Channel::new(
-            conn,
-            ip,
-            session,
-            policy,
-            CancellationToken::new(),
-        ))
+        Arc::new(Channel::new(conn, ip, session, policy, CancellationToken::new()))
     }
 
     fn members(bucket: &Bucket, room: &str) -> Vec<u64> {
@@ -168,10 +152,7 @@ mod tests {
         assert_eq!(members(&bucket, "b"), [3]);
         assert_eq!(bucket.conn_count(), 2);
 
-        assert!(
-            !bucket.remove(&old),
-            "the replaced channel no longer owns the key"
-        );
+        assert!(!bucket.remove(&old), "the replaced channel no longer owns the key");
         assert_eq!(bucket.get("k").unwrap().conn, 3);
         assert!(bucket.remove(&new));
         assert_eq!(bucket.room_len("b"), 0);

@@ -251,9 +251,7 @@ mod tests {
     async fn ready_fires_for_a_push_made_before_waiting() {
         let ch = channel(4, SlowConsumer::Close);
         ch.push(frame(1));
-        tokio::time::timeout(Duration::from_secs(1), ch.ready())
-            .await
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), ch.ready()).await.unwrap();
         assert_eq!(ch.take_all().len(), 1);
     }
 }

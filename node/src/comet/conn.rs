@@ -57,8 +57,7 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     let (session, heartbeat) = match authenticate(&comet, conn, peer, &auth).await {
         Ok(accepted) => accepted,
         Err(refusal) => {
-            metrics::counter!("goim_comet_auth_failures_total", "reason" => refusal.reason)
-                .increment(1);
+            metrics::counter!("goim_comet_auth_failures_total", "reason" => refusal.reason).increment(1);
             tracing::debug!(%peer, why = %refusal.why, "auth refused");
             let reply = auth.reply(op::AUTH_REPLY, error_body(&refusal.why));
             hang_up(writer, Some(reply)).await;
@@ -67,13 +66,7 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     };
 
     let closed = comet.shutdown_token().child_token();
-    let ch = Arc::new(Channel::new(
-        conn,
-        peer.ip(),
-        session,
-        comet.queue_policy(),
-        closed,
-    ));
+    let ch = Arc::new(Channel::new(conn, peer.ip(), session, comet.queue_policy(), closed));
     tokio::spawn(writer::run(ch.clone(), writer));
     let room = ch.room();
     let reply = AuthReplyJson {
@@ -88,11 +81,7 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     ch.push(Frame::Packet(auth.reply(op::AUTH_REPLY, body).to_bytes()));
     comet.register(ch.clone());
 
-    let conn = Connection {
-        comet,
-        ch,
-        uplink: Arc::new(Semaphore::new(MAX_UPLINK_IN_FLIGHT)),
-    };
+    let conn = Connection { comet, ch, uplink: Arc::new(Semaphore::new(MAX_UPLINK_IN_FLIGHT)) };
     conn.run(&mut reader, heartbeat.saturating_mul(2)).await;
     conn.teardown();
 }
@@ -113,11 +102,7 @@ async fn hang_up<W: FrameSink>(mut writer: W, last_words: Option<Packet>) {
 
 /// Reads until an auth packet, ignoring anything else; `None` if the connection ends, the
 /// deadline passes or the comet shuts down first.
-async fn await_auth<R: PacketSource>(
-    comet: &Comet,
-    deadline: Instant,
-    reader: &mut R,
-) -> Option<Packet> {
+async fn await_auth<R: PacketSource>(comet: &Comet, deadline: Instant, reader: &mut R) -> Option<Packet> {
     let find_auth = async {
         loop {
             match reader.next_packet().await {
@@ -165,37 +150,19 @@ async fn authenticate(
     peer: SocketAddr,
     auth: &Packet,
 ) -> Result<(Session, Duration), Refusal> {
-    let body: AuthBody = serde_json::from_slice(&auth.body).map_err(|e| Refusal {
-        why: format!("bad auth body: {e}"),
-        reason: "json",
-    })?;
-    let req = LogicRequest::Connect {
-        comet: comet.id().to_string(),
-        conn,
-        ip: peer.ip().to_string(),
-        auth: body,
-    };
+    let body: AuthBody = serde_json::from_slice(&auth.body)
+        .map_err(|e| Refusal { why: format!("bad auth body: {e}"), reason: "json" })?;
+    let req =
+        LogicRequest::Connect { comet: comet.id().to_string(), conn, ip: peer.ip().to_string(), auth: body };
     let reply = comet.logic().call(&req).await?;
-    let LogicReply::Connected {
-        key,
-        mid,
-        room_id,
-        accepts,
-        heartbeat_secs,
-    } = reply
-    else {
+    let LogicReply::Connected { key, mid, room_id, accepts, heartbeat_secs } = reply else {
         return Err(RpcError::unexpected(&reply).into());
     };
     let heartbeat = match heartbeat_secs {
         0 => comet.config().heartbeat,
         secs => Duration::from_secs(secs),
     };
-    let session = Session {
-        key,
-        mid,
-        room: (!room_id.is_empty()).then_some(room_id),
-        accepts,
-    };
+    let session = Session { key, mid, room: (!room_id.is_empty()).then_some(room_id), accepts };
     Ok((session, heartbeat))
 }
 
@@ -276,10 +243,7 @@ impl Connection {
     /// goes out when logic answers (possibly after later replies).
     fn send_msg(&self, p: Packet) {
         let Ok(permit) = self.uplink.clone().try_acquire_owned() else {
-            let _ = self.reply(p.reply(
-                op::SEND_MSG_REPLY,
-                error_body("too many messages in flight"),
-            ));
+            let _ = self.reply(p.reply(op::SEND_MSG_REPLY, error_body("too many messages in flight")));
             return;
         };
         let comet = self.comet.clone();
@@ -293,9 +257,7 @@ impl Connection {
                 body: p.body.clone(),
             };
             let body = match comet.logic().call(&req).await {
-                Ok(LogicReply::Pushed { seq }) => {
-                    Bytes::from(serde_json::json!({ "seq": seq }).to_string())
-                }
+                Ok(LogicReply::Pushed { seq }) => Bytes::from(serde_json::json!({ "seq": seq }).to_string()),
                 Ok(other) => error_body(&RpcError::unexpected(&other).to_string()),
                 Err(e) => error_body(&e.to_string()),
             };
@@ -342,10 +304,7 @@ impl Connection {
 
 /// `"1000, 1001"` → `[1000, 1001]`; pieces that are not numbers are skipped.
 pub fn parse_ops(body: &[u8]) -> Vec<i32> {
-    String::from_utf8_lossy(body)
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect()
+    String::from_utf8_lossy(body).split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
 #[cfg(test)]
@@ -375,26 +334,18 @@ mod tests {
         let mut kept = Vec::new();
         for ws in [false, true] {
             let mut client = cluster.client(ws).await;
-            let req = AuthRequest {
-                key: String::new(),
-                ..auth(123, "live://1000", &[1000])
-            };
+            let req = AuthRequest { key: String::new(), ..auth(123, "live://1000", &[1000]) };
             let reply = client.auth(&req).await.unwrap();
             assert!(reply.key.starts_with("gen-"), "logic generates the key");
             assert_eq!((reply.mid, reply.room_id.as_str()), (123, "live://1000"));
-            assert_eq!(
-                (reply.heartbeat, reply.room_seq, reply.recovered),
-                (240, 0, false)
-            );
+            assert_eq!((reply.heartbeat, reply.room_seq, reply.recovered), (240, 0, false));
             assert_eq!(client.heartbeat().await.unwrap(), 1 + ws as i32);
             kept.push(client);
         }
         assert_eq!(cluster.comet.conn_count(), 2);
         // Logic said 10 in the room, of which this comet reported 2 at that time: 8 are
         // elsewhere; the local share is counted live.
-        crate::comet::online::renew_once(&cluster.comet)
-            .await
-            .unwrap();
+        crate::comet::online::renew_once(&cluster.comet).await.unwrap();
         let mut late = cluster.client(false).await;
         late.auth(&auth(9, "live://1000", &[])).await.unwrap();
         assert_eq!(late.heartbeat().await.unwrap(), 8 + 3);
@@ -408,22 +359,10 @@ mod tests {
         let cluster = Cluster::start().await;
         let mut client = cluster.client(false).await;
         client.auth(&auth(1, "r", &[])).await.unwrap();
-        let hb = Packet {
-            ver: 3,
-            op: op::HEARTBEAT,
-            seq: 77,
-            body: Bytes::new(),
-        };
+        let hb = Packet { ver: 3, op: op::HEARTBEAT, seq: 77, body: Bytes::new() };
         client.send(&hb).await.unwrap();
-        let reply = client
-            .recv_timeout(Duration::from_secs(2))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (reply.ver, reply.op, reply.seq),
-            (3, op::HEARTBEAT_REPLY, 77)
-        );
+        let reply = client.recv_timeout(Duration::from_secs(2)).await.unwrap().unwrap();
+        assert_eq!((reply.ver, reply.op, reply.seq), (3, op::HEARTBEAT_REPLY, 77));
         assert_eq!(reply.body.as_ref(), 1i32.to_be_bytes());
     }
 
@@ -432,27 +371,14 @@ mod tests {
         let cluster = Cluster::start().await;
         for ws in [false, true] {
             let mut client = cluster.client(ws).await;
-            let req = AuthRequest {
-                token: Some("bad".into()),
-                ..auth(1, "", &[])
-            };
+            let req = AuthRequest { token: Some("bad".into()), ..auth(1, "", &[]) };
             let err = client.auth(&req).await.unwrap_err();
-            assert!(
-                matches!(&err, ClientError::AuthRejected(e) if e == "invalid token"),
-                "{err}"
-            );
+            assert!(matches!(&err, ClientError::AuthRejected(e) if e == "invalid token"), "{err}");
             assert!(closed(&mut client).await);
 
             let mut client = cluster.client(ws).await;
-            client
-                .send(&Packet::new(op::AUTH, 1, "{not json"))
-                .await
-                .unwrap();
-            let reply = client
-                .recv_timeout(Duration::from_secs(2))
-                .await
-                .unwrap()
-                .unwrap();
+            client.send(&Packet::new(op::AUTH, 1, "{not json")).await.unwrap();
+            let reply = client.recv_timeout(Duration::from_secs(2)).await.unwrap().unwrap();
             assert_eq!(reply.op, op::AUTH_REPLY);
             let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
             assert!(body["error"].as_str().unwrap().starts_with("bad auth body"));
@@ -471,10 +397,7 @@ mod tests {
         for ws in [false, true] {
             let mut client = cluster.client(ws).await;
             let started = std::time::Instant::now();
-            client
-                .send(&Packet::new(op::HEARTBEAT, 1, ""))
-                .await
-                .unwrap();
+            client.send(&Packet::new(op::HEARTBEAT, 1, "")).await.unwrap();
             client.send(&Packet::new(op::SUB, 2, "1000")).await.unwrap();
             assert!(closed(&mut client).await, "ws={ws}");
             let waited = started.elapsed();
@@ -512,9 +435,7 @@ mod tests {
         let sent = client.request(op::SEND_MSG, "hello").await.unwrap();
         assert_eq!(sent.as_ref(), br#"{"seq":1}"#);
         let received = cluster.logic.requests().into_iter().find_map(|r| match r {
-            LogicRequest::Receive {
-                key, mid, op, body, ..
-            } => Some((key, mid, op, body)),
+            LogicRequest::Receive { key, mid, op, body, .. } => Some((key, mid, op, body)),
             _ => None,
         });
         let expected = (reply.key.clone(), 5, op::SEND_MSG, Bytes::from("hello"));
@@ -531,20 +452,13 @@ mod tests {
         assert_eq!(cluster.comet.local_room_count("live://b"), 0);
         assert_eq!(client.heartbeat().await.unwrap(), 0);
 
-        assert_eq!(
-            client.request(op::SUB, "1000,1001").await.unwrap(),
-            "1000,1001"
-        );
+        assert_eq!(client.request(op::SUB, "1000,1001").await.unwrap(), "1000,1001");
         assert_eq!(client.request(op::UNSUB, "1000").await.unwrap(), "1000");
         let ch = cluster.comet.channel(&reply.key).unwrap();
         assert!(!ch.accepts(1000) && ch.accepts(1001));
 
         client.send(&Packet::new(4242, 9, "ignored")).await.unwrap();
-        let echo = client
-            .recv_timeout(Duration::from_secs(2))
-            .await
-            .unwrap()
-            .unwrap();
+        let echo = client.recv_timeout(Duration::from_secs(2)).await.unwrap().unwrap();
         assert_eq!(echo, Packet::new(4242, 9, ""));
     }
 
@@ -556,10 +470,7 @@ mod tests {
         cluster.logic.set_unavailable(true);
         let body = client.request(op::SEND_MSG, "x").await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert!(
-            body["error"].as_str().unwrap().contains("unavailable"),
-            "{body}"
-        );
+        assert!(body["error"].as_str().unwrap().contains("unavailable"), "{body}");
     }
 
     #[tokio::test]
@@ -587,14 +498,8 @@ mod tests {
         let mut text = cluster.client(true).await;
         text.auth(&auth(1, "r", &[])).await.unwrap();
         let wire = Packet::new(op::HEARTBEAT, 4, "").to_bytes();
-        text.send_ws_text(std::str::from_utf8(&wire).unwrap())
-            .await
-            .unwrap();
-        let reply = text
-            .recv_timeout(Duration::from_secs(2))
-            .await
-            .unwrap()
-            .unwrap();
+        text.send_ws_text(std::str::from_utf8(&wire).unwrap()).await.unwrap();
+        let reply = text.recv_timeout(Duration::from_secs(2)).await.unwrap().unwrap();
         assert_eq!((reply.op, reply.seq), (op::HEARTBEAT_REPLY, 4));
 
         let mut junk = cluster.client(true).await;
@@ -613,10 +518,7 @@ mod tests {
     #[tokio::test]
     async fn same_key_replaces_and_disconnect_reaches_logic() {
         let cluster = Cluster::start().await;
-        let req = AuthRequest {
-            key: "dup".into(),
-            ..auth(1, "r", &[])
-        };
+        let req = AuthRequest { key: "dup".into(), ..auth(1, "r", &[]) };
         let mut first = cluster.client(false).await;
         first.auth(&req).await.unwrap();
         let mut second = cluster.client(true).await;
@@ -644,11 +546,8 @@ mod tests {
         let mut client = cluster.client(false).await;
         let reply = client.auth(&auth(1, "r", &[])).await.unwrap();
         let conn = cluster.logic.conn_of(&reply.key).unwrap();
-        let kick = |conn| PushTarget::Kick {
-            comet: cluster.comet.id().to_string(),
-            key: reply.key.clone(),
-            conn,
-        };
+        let kick =
+            |conn| PushTarget::Kick { comet: cluster.comet.id().to_string(), key: reply.key.clone(), conn };
         cluster.push(1, vec![rec(1, kick(conn + 1), 0, "")]).await;
         assert_eq!(client.heartbeat().await.unwrap(), 1);
         cluster.push(2, vec![rec(2, kick(conn), 0, "")]).await;

@@ -14,11 +14,7 @@ fn connect(token: Option<&str>) -> LogicRequest {
         comet: "c".into(),
         conn: 1,
         ip: "127.0.0.1".into(),
-        auth: AuthBody {
-            mid: 5,
-            token: token.map(Into::into),
-            ..AuthBody::default()
-        },
+        auth: AuthBody { mid: 5, token: token.map(Into::into), ..AuthBody::default() },
     }
 }
 
@@ -37,11 +33,7 @@ async fn fails_over_past_dead_and_unavailable_nodes_then_sticks() {
     assert_eq!(unavailable.requests().len(), 1);
     client.call(&connect(None)).await.unwrap();
     assert_eq!(good.requests().len(), 2);
-    assert_eq!(
-        unavailable.requests().len(),
-        1,
-        "sticks to the node that answered"
-    );
+    assert_eq!(unavailable.requests().len(), 1, "sticks to the node that answered");
 }
 
 #[tokio::test]
@@ -55,8 +47,5 @@ async fn rejection_is_final_and_no_peers_is_an_error() {
     assert!(second.requests().is_empty());
 
     let none = LogicClient::new(first.endpoint(), vec![], Duration::from_secs(1));
-    assert!(matches!(
-        none.call(&connect(None)).await,
-        Err(RpcError::Unavailable(_))
-    ));
+    assert!(matches!(none.call(&connect(None)).await, Err(RpcError::Unavailable(_))));
 }

@@ -134,9 +134,8 @@ pub async fn start(
     logic: Vec<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Arc<Comet>> {
-    let tcp = TcpListener::bind(cfg.tcp_addr)
-        .await
-        .with_context(|| format!("comet: bind tcp {}", cfg.tcp_addr))?;
+    let tcp =
+        TcpListener::bind(cfg.tcp_addr).await.with_context(|| format!("comet: bind tcp {}", cfg.tcp_addr))?;
     let ws = TcpListener::bind(cfg.ws_addr)
         .await
         .with_context(|| format!("comet: bind websocket {}", cfg.ws_addr))?;
@@ -213,10 +212,7 @@ impl Comet {
     }
 
     pub fn queue_policy(&self) -> QueuePolicy {
-        QueuePolicy {
-            capacity: self.cfg.outbound_queue.max(1),
-            slow: self.cfg.slow_consumer,
-        }
+        QueuePolicy { capacity: self.cfg.outbound_queue.max(1), slow: self.cfg.slow_consumer }
     }
 
     pub fn next_conn_id(&self) -> u64 {

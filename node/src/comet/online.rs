@@ -125,21 +125,12 @@ mod tests {
 
         renew_once(&cluster.comet).await.unwrap();
         let renews = cluster.logic.renews();
-        let Some(LogicRequest::RenewOnline {
-            comet,
-            rooms,
-            conn_count,
-            ip_count,
-        }) = renews.last()
-        else {
+        let Some(LogicRequest::RenewOnline { comet, rooms, conn_count, ip_count }) = renews.last() else {
             panic!("no renew seen: {renews:?}");
         };
         assert_eq!(comet.id, cluster.comet.id());
         assert_eq!(comet.quic_addr, cluster.comet.config().advertise_quic);
-        assert_eq!(
-            rooms,
-            &BTreeMap::from([("live://1".into(), 1), ("live://2".into(), 1)])
-        );
+        assert_eq!(rooms, &BTreeMap::from([("live://1".into(), 1), ("live://2".into(), 1)]));
         assert_eq!((*conn_count, *ip_count), (2, 1));
     }
 }

@@ -38,9 +38,7 @@ pub struct PushHandler {
 
 impl PushHandler {
     pub fn new(comet: &Arc<Comet>) -> PushHandler {
-        PushHandler {
-            comet: Arc::downgrade(comet),
-        }
+        PushHandler { comet: Arc::downgrade(comet) }
     }
 }
 
@@ -92,9 +90,7 @@ pub fn deliver(comet: &Comet, batch: PushBatch) -> PushAck {
             continue;
         }
         last_seq = last_seq.max(record.seq);
-        let PushRecord {
-            target, op, body, ..
-        } = record;
+        let PushRecord { target, op, body, .. } = record;
         if let PushTarget::Room { room, room_seq } = target {
             rooms.add(room, Packet::new(op, room_seq_field(room_seq), body));
             continue;
@@ -103,14 +99,8 @@ pub fn deliver(comet: &Comet, batch: PushBatch) -> PushAck {
         frames += rooms.flush(comet);
         frames += match target {
             PushTarget::All => to_all(comet, op, body),
-            PushTarget::Keys { comet: id, keys } if id == comet.id() => {
-                to_keys(comet, &keys, op, body)
-            }
-            PushTarget::Kick {
-                comet: id,
-                key,
-                conn,
-            } if id == comet.id() => {
+            PushTarget::Keys { comet: id, keys } if id == comet.id() => to_keys(comet, &keys, op, body),
+            PushTarget::Kick { comet: id, key, conn } if id == comet.id() => {
                 kick(comet, &key, conn);
                 0
             }
@@ -120,10 +110,7 @@ pub fn deliver(comet: &Comet, batch: PushBatch) -> PushAck {
     frames += rooms.flush(comet);
     *delivered = (*delivered).max(last_seq);
     metrics::counter!("goim_comet_pushed_frames_total").increment(frames as u64);
-    PushAck {
-        partition: batch.partition,
-        last_seq: *delivered,
-    }
+    PushAck { partition: batch.partition, last_seq: *delivered }
 }
 
 /// The packet seq of a room push is the room offset, wrapping like goim's 32-bit seq.
@@ -202,10 +189,7 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(2);
 
     fn room(room: &str, room_seq: u64) -> PushTarget {
-        PushTarget::Room {
-            room: room.into(),
-            room_seq,
-        }
+        PushTarget::Room { room: room.into(), room_seq }
     }
 
     async fn next(client: &mut Client) -> Packet {
@@ -275,8 +259,7 @@ mod tests {
             rec(5, room("r", 2), 1000, "room-after"),
         ];
         cluster.push(5, records).await;
-        let bodies =
-            |packets: Vec<Packet>| -> Vec<Bytes> { packets.into_iter().map(|p| p.body).collect() };
+        let bodies = |packets: Vec<Packet>| -> Vec<Bytes> { packets.into_iter().map(|p| p.body).collect() };
         let mut got = Vec::new();
         for _ in 0..4 {
             got.push(next(&mut yes).await);
@@ -289,9 +272,7 @@ mod tests {
 
         // Subscribing makes the other client accept the op.
         no.request(op::SUB, "1000").await.unwrap();
-        cluster
-            .push(6, vec![rec(6, PushTarget::All, 1000, "all-2")])
-            .await;
+        cluster.push(6, vec![rec(6, PushTarget::All, 1000, "all-2")]).await;
         assert_eq!(next(&mut no).await, Packet::new(1000, 0, "all-2"));
         assert_eq!(next(&mut yes).await, Packet::new(1000, 0, "all-2"));
     }
@@ -301,17 +282,11 @@ mod tests {
         let cluster = Cluster::start().await;
         let mut client = cluster.client(false).await;
         client.auth(&auth(1, "r", &[1000])).await.unwrap();
-        let first = vec![
-            rec(1, room("r", 1), 1000, "one"),
-            rec(2, PushTarget::All, 1000, "two"),
-        ];
+        let first = vec![rec(1, room("r", 1), 1000, "one"), rec(2, PushTarget::All, 1000, "two")];
         assert_eq!(cluster.push(2, first.clone()).await.last_seq, 2);
         // The job retries the batch, then continues with an overlapping one.
         assert_eq!(cluster.push(2, first).await.last_seq, 2);
-        let overlap = vec![
-            rec(2, PushTarget::All, 1000, "two"),
-            rec(3, room("r", 2), 1000, "three"),
-        ];
+        let overlap = vec![rec(2, PushTarget::All, 1000, "two"), rec(3, room("r", 2), 1000, "three")];
         assert_eq!(cluster.push(4, overlap).await.last_seq, 4);
         let mut got = Vec::new();
         for _ in 0..3 {
@@ -326,31 +301,15 @@ mod tests {
         let cluster = Cluster::start().await;
         let mut client = cluster.client(true).await;
         client.auth(&auth(1, "r", &[])).await.unwrap();
-        let (mut send, mut recv) = cluster
-            .logic
-            .endpoint()
-            .open(&cluster.comet_quic(), Service::Push)
-            .await
-            .unwrap();
+        let (mut send, mut recv) =
+            cluster.logic.endpoint().open(&cluster.comet_quic(), Service::Push).await.unwrap();
         for seq in 1..=3u64 {
-            let batch = PushBatch {
-                partition: 2,
-                records: vec![rec(seq, room("r", seq), 1000, "m")],
-                last_seq: seq,
-            };
+            let batch =
+                PushBatch { partition: 2, records: vec![rec(seq, room("r", seq), 1000, "m")], last_seq: seq };
             write_frame(&mut send, &batch).await.unwrap();
-            let ack: PushAck = tokio::time::timeout(WAIT, read_frame(&mut recv))
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                ack,
-                PushAck {
-                    partition: 2,
-                    last_seq: seq
-                }
-            );
+            let ack: PushAck =
+                tokio::time::timeout(WAIT, read_frame(&mut recv)).await.unwrap().unwrap().unwrap();
+            assert_eq!(ack, PushAck { partition: 2, last_seq: seq });
         }
         send.finish().unwrap();
         for seq in 1..=3 {
@@ -369,10 +328,7 @@ mod tests {
             .await;
             let mut client = cluster.client(false).await;
             let key = client.auth(&auth(1, "r", &[1000])).await.unwrap().key;
-            let keys = PushTarget::Keys {
-                comet: cluster.comet.id().to_string(),
-                keys: vec![key],
-            };
+            let keys = PushTarget::Keys { comet: cluster.comet.id().to_string(), keys: vec![key] };
             // One batch is delivered in one go: the writer cannot drain in between.
             let records = (1..=4).map(|seq| rec(seq, keys.clone(), 1000, "m"));
             cluster.push(4, records.collect()).await;

@@ -45,13 +45,7 @@ pub async fn accept_loop(comet: Arc<Comet>, listener: TcpListener) {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let source = TcpSource::new(read, comet.config().max_body);
-        tokio::spawn(conn::serve(
-            comet.clone(),
-            peer,
-            deadline,
-            source,
-            TcpSink(write),
-        ));
+        tokio::spawn(conn::serve(comet.clone(), peer, deadline, source, TcpSink(write)));
     }
 }
 
@@ -63,11 +57,7 @@ pub struct TcpSource {
 
 impl TcpSource {
     pub fn new(half: OwnedReadHalf, max_body: usize) -> TcpSource {
-        TcpSource {
-            half,
-            buf: BytesMut::new(),
-            max_body,
-        }
+        TcpSource { half, buf: BytesMut::new(), max_body }
     }
 }
 
@@ -90,10 +80,7 @@ impl PacketSource for TcpSource {
                 // Nothing pending: let the buffer go while the connection idles.
                 self.buf = BytesMut::new();
             }
-            self.half
-                .readable()
-                .await
-                .map_err(|e| ReadError::Transport(e.to_string()))?;
+            self.half.readable().await.map_err(|e| ReadError::Transport(e.to_string()))?;
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
             }

@@ -55,15 +55,13 @@ impl FakeState {
                     heartbeat_secs: self.heartbeat_secs.load(Ordering::SeqCst),
                 })
             }
-            LogicRequest::RenewOnline { .. } => Ok(LogicReply::RoomCounts(
-                self.room_totals.lock().unwrap().clone(),
-            )),
-            LogicRequest::Receive { .. } => Ok(LogicReply::Pushed {
-                seq: self.pushed.fetch_add(1, Ordering::SeqCst) + 1,
-            }),
-            LogicRequest::Disconnect { .. } | LogicRequest::ChangeRoom { .. } => {
-                Ok(LogicReply::Done)
+            LogicRequest::RenewOnline { .. } => {
+                Ok(LogicReply::RoomCounts(self.room_totals.lock().unwrap().clone()))
             }
+            LogicRequest::Receive { .. } => {
+                Ok(LogicReply::Pushed { seq: self.pushed.fetch_add(1, Ordering::SeqCst) + 1 })
+            }
+            LogicRequest::Disconnect { .. } | LogicRequest::ChangeRoom { .. } => Ok(LogicReply::Done),
             other => Err(RpcError::BadRequest(format!("not a comet call: {other:?}"))),
         }
     }
@@ -84,10 +82,7 @@ impl StreamHandler for FakeHandler {
     fn handle(self: Arc<Self>, stream: BiStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let state = self.0.clone();
-            serve_unary(stream, "logic", |req: LogicRequest| async move {
-                state.answer(req)
-            })
-            .await;
+            serve_unary(stream, "logic", |req: LogicRequest| async move { state.answer(req) }).await;
         })
     }
 }
@@ -120,16 +115,13 @@ impl FakeLogic {
 
     pub fn renews(&self) -> Vec<LogicRequest> {
         let all = self.requests().into_iter();
-        all.filter(|r| matches!(r, LogicRequest::RenewOnline { .. }))
-            .collect()
+        all.filter(|r| matches!(r, LogicRequest::RenewOnline { .. })).collect()
     }
 
     /// The conn id of the latest Connect that ended up with `key`.
     pub fn conn_of(&self, key: &str) -> Option<u64> {
         self.requests().into_iter().rev().find_map(|r| match r {
-            LogicRequest::Connect { conn, auth, .. } if key_for(&auth.key, conn) == key => {
-                Some(conn)
-            }
+            LogicRequest::Connect { conn, auth, .. } if key_for(&auth.key, conn) == key => Some(conn),
             _ => None,
         })
     }
@@ -181,10 +173,7 @@ impl Cluster {
 
     pub async fn start_with(test: TestConfig) -> Cluster {
         let logic = FakeLogic::start().await;
-        logic
-            .state
-            .heartbeat_secs
-            .store(test.logic_heartbeat_secs, Ordering::SeqCst);
+        logic.state.heartbeat_secs.store(test.logic_heartbeat_secs, Ordering::SeqCst);
         let comet_endpoint = endpoint();
         let quic = comet_endpoint.local_addr().unwrap().to_string();
         let any = "127.0.0.1:0".parse().unwrap();
@@ -203,23 +192,11 @@ impl Cluster {
             ..CometConfig::default()
         };
         let shutdown = CancellationToken::new();
-        let comet = start(
-            cfg,
-            comet_endpoint.clone(),
-            vec![logic.addr()],
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
+        let comet = start(cfg, comet_endpoint.clone(), vec![logic.addr()], shutdown.clone()).await.unwrap();
         // Let the first renew land, so tests that set room totals see only their own.
         wait_until(|| !logic.renews().is_empty()).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        Cluster {
-            comet,
-            logic,
-            shutdown,
-            comet_endpoint,
-        }
+        Cluster { comet, logic, shutdown, comet_endpoint }
     }
 
     pub fn tcp(&self) -> String {
@@ -244,17 +221,8 @@ impl Cluster {
 
     /// Pushes one partition-0 batch on a fresh push stream, as a job would; returns the ack.
     pub async fn push(&self, last_seq: u64, records: Vec<PushRecord>) -> PushAck {
-        let batch = PushBatch {
-            partition: 0,
-            records,
-            last_seq,
-        };
-        let (mut send, mut recv) = self
-            .logic
-            .endpoint
-            .open(&self.comet_quic(), Service::Push)
-            .await
-            .unwrap();
+        let batch = PushBatch { partition: 0, records, last_seq };
+        let (mut send, mut recv) = self.logic.endpoint.open(&self.comet_quic(), Service::Push).await.unwrap();
         write_frame(&mut send, &batch).await.unwrap();
         let ack = tokio::time::timeout(Duration::from_secs(2), read_frame::<PushAck>(&mut recv))
             .await
@@ -274,14 +242,7 @@ impl Drop for Cluster {
 
 /// A partition-0 record.
 pub fn rec(seq: u64, target: PushTarget, op: i32, body: &'static str) -> PushRecord {
-    PushRecord {
-        partition: 0,
-        seq,
-        ts_ms: 0,
-        target,
-        op,
-        body: Bytes::from_static(body.as_bytes()),
-    }
+    PushRecord { partition: 0, seq, ts_ms: 0, target, op, body: Bytes::from_static(body.as_bytes()) }
 }
 
 pub fn auth(mid: i64, room: &str, accepts: &[i32]) -> AuthRequest {

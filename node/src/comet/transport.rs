@@ -32,10 +32,7 @@ pub trait PacketSource: Send + 'static {
 
 pub trait FrameSink: Send + 'static {
     /// Writes every frame, in order, coalesced into as few socket writes as possible.
-    fn write_frames(
-        &mut self,
-        frames: VecDeque<Frame>,
-    ) -> impl Future<Output = io::Result<()>> + Send;
+    fn write_frames(&mut self, frames: VecDeque<Frame>) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Ends the connection politely (TCP: FIN; WebSocket: a close frame).
     fn close(&mut self) -> impl Future<Output = ()> + Send;

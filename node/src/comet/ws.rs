@@ -75,18 +75,12 @@ async fn upgrade_and_serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAdd
         },
     };
     let (sink, stream) = ws.split();
-    let source = WsSource {
-        stream,
-        max_body: comet.config().max_body,
-    };
+    let source = WsSource { stream, max_body: comet.config().max_body };
     conn::serve(comet, peer, deadline, source, WsSink(sink)).await;
 }
 
 /// Refuses an upgrade on any path but `/sub` with 404.
-#[allow(
-    clippy::result_large_err,
-    reason = "the callback signature is tungstenite's"
-)]
+#[allow(clippy::result_large_err, reason = "the callback signature is tungstenite's")]
 fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
     if req.uri().path() == WS_PATH {
         return Ok(resp);
@@ -103,9 +97,7 @@ pub struct WsSource {
 
 impl WsSource {
     fn decode(&self, message: Bytes) -> Result<Option<Packet>, ReadError> {
-        decode_ws_bytes(message, self.max_body)
-            .map(Some)
-            .map_err(|e| ReadError::Violation(e.to_string()))
+        decode_ws_bytes(message, self.max_body).map(Some).map_err(|e| ReadError::Violation(e.to_string()))
     }
 }
 
@@ -134,9 +126,9 @@ impl PacketSource for WsSource {
 fn read_error(err: tungstenite::Error) -> Result<Option<Packet>, ReadError> {
     use tungstenite::Error as E;
     match err {
-        E::ConnectionClosed
-        | E::AlreadyClosed
-        | E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ok(None),
+        E::ConnectionClosed | E::AlreadyClosed | E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Ok(None)
+        }
         E::Protocol(_) | E::Capacity(_) | E::Utf8(_) => Err(ReadError::Violation(err.to_string())),
         other => Err(ReadError::Transport(other.to_string())),
     }
@@ -147,10 +139,7 @@ pub struct WsSink(pub SplitSink<Ws, Message>);
 impl FrameSink for WsSink {
     async fn write_frames(&mut self, frames: VecDeque<Frame>) -> io::Result<()> {
         for frame in frames {
-            self.0
-                .feed(Message::Binary(frame.ws_bytes()))
-                .await
-                .map_err(io::Error::other)?;
+            self.0.feed(Message::Binary(frame.ws_bytes())).await.map_err(io::Error::other)?;
         }
         self.0.flush().await.map_err(io::Error::other)
     }

@@ -13,10 +13,7 @@ pub struct Pending {
 
 impl Pending {
     pub fn new(first: Vec<PushRecord>) -> Pending {
-        let mut p = Pending {
-            records: Vec::new(),
-            bytes: 0,
-        };
+        let mut p = Pending { records: Vec::new(), bytes: 0 };
         p.extend(first);
         p
     }
@@ -37,9 +34,7 @@ impl Pending {
         let mut cur: Vec<PushRecord> = Vec::new();
         let mut bytes = 0;
         for r in self.records {
-            if !cur.is_empty()
-                && (cur.len() >= cfg.batch_records || bytes + r.body.len() > cfg.batch_bytes)
-            {
+            if !cur.is_empty() && (cur.len() >= cfg.batch_records || bytes + r.body.len() > cfg.batch_bytes) {
                 out.push(std::mem::take(&mut cur));
                 bytes = 0;
             }
@@ -90,11 +85,7 @@ mod tests {
         assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
 
         let p = Pending::new(vec![rec(1, 60), rec(2, 60), rec(3, 200), rec(4, 1)]);
-        let sizes: Vec<usize> = p
-            .into_batches(&cfg(100, 100))
-            .iter()
-            .map(Vec::len)
-            .collect();
+        let sizes: Vec<usize> = p.into_batches(&cfg(100, 100)).iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![1, 1, 1, 1]);
     }
 

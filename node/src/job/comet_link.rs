@@ -32,11 +32,7 @@ struct Link {
 
 impl Comets {
     pub fn new(logic: Arc<LogicClient>) -> Comets {
-        Comets {
-            logic,
-            links: HashMap::new(),
-            refreshed: None,
-        }
+        Comets { logic, links: HashMap::new(), refreshed: None }
     }
 
     async fn refresh(&mut self) {
@@ -44,10 +40,10 @@ impl Comets {
             Ok(LogicReply::Comets(list)) => {
                 self.links.retain(|id, _| list.iter().any(|c| &c.id == id));
                 for info in list {
-                    let link = self.links.entry(info.id.clone()).or_insert_with(|| Link {
-                        info: info.clone(),
-                        stream: None,
-                    });
+                    let link = self
+                        .links
+                        .entry(info.id.clone())
+                        .or_insert_with(|| Link { info: info.clone(), stream: None });
                     if link.info.quic_addr != info.quic_addr {
                         link.stream = None;
                     }
@@ -127,8 +123,6 @@ impl Link {
                 None => Err(QuicError::NoReply),
             }
         };
-        tokio::time::timeout(ACK_TIMEOUT, exchange)
-            .await
-            .map_err(|_| QuicError::Timeout)?
+        tokio::time::timeout(ACK_TIMEOUT, exchange).await.map_err(|_| QuicError::Timeout)?
     }
 }

@@ -19,18 +19,10 @@ fn acquire_req(cfg: &JobConfig) -> LogicRequest {
 }
 
 /// Waits until the lease is ours; returns the committed offset. `None` on shutdown.
-pub async fn acquire(
-    cfg: &JobConfig,
-    logic: &LogicClient,
-    shutdown: &CancellationToken,
-) -> Option<u64> {
+pub async fn acquire(cfg: &JobConfig, logic: &LogicClient, shutdown: &CancellationToken) -> Option<u64> {
     loop {
         match logic.call(&acquire_req(cfg)).await {
-            Ok(LogicReply::Lease {
-                granted: true,
-                offset,
-                ..
-            }) => return Some(offset),
+            Ok(LogicReply::Lease { granted: true, offset, .. }) => return Some(offset),
             Ok(LogicReply::Lease { holder, .. }) => {
                 debug!(job = %cfg.id, %holder, "partition held by another job")
             }
@@ -78,10 +70,7 @@ pub async fn keep(
 }
 
 pub async fn release(cfg: &JobConfig, logic: &LogicClient) {
-    let req = LogicRequest::ReleaseLease {
-        partition: cfg.partition,
-        job: cfg.id.clone(),
-    };
+    let req = LogicRequest::ReleaseLease { partition: cfg.partition, job: cfg.id.clone() };
     if let Err(e) = logic.call(&req).await {
         warn!(job = %cfg.id, error = %e, "releasing lease");
     }

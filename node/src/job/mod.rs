@@ -46,12 +46,7 @@ pub fn start(
             };
             info!(job = %cfg.id, partition = cfg.partition, offset, "job owns the partition");
             let lost = CancellationToken::new();
-            let renew = tokio::spawn(lease::keep(
-                cfg.clone(),
-                logic.clone(),
-                lost.clone(),
-                shutdown.clone(),
-            ));
+            let renew = tokio::spawn(lease::keep(cfg.clone(), logic.clone(), lost.clone(), shutdown.clone()));
             match run(&cfg, &logic, offset, &lost, &shutdown).await {
                 Ok(()) => {}
                 Err(e) => warn!(job = %cfg.id, error = %e, "job pipeline stopped"),
@@ -122,11 +117,7 @@ async fn run(
 }
 
 async fn commit(cfg: &JobConfig, logic: &LogicClient, seq: u64) -> anyhow::Result<()> {
-    let req = LogicRequest::CommitOffset {
-        partition: cfg.partition,
-        job: cfg.id.clone(),
-        seq,
-    };
+    let req = LogicRequest::CommitOffset { partition: cfg.partition, job: cfg.id.clone(), seq };
     match logic.call(&req).await {
         Ok(LogicReply::Offset(_)) => Ok(()),
         Ok(other) => anyhow::bail!("unexpected reply to commit: {other:?}"),

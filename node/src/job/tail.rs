@@ -31,21 +31,12 @@ async fn stream(
 ) -> Result<(), QuicError> {
     let addr = logic.current_addr().ok_or(QuicError::NoReply)?.to_string();
     let (mut send, mut recv) = logic.endpoint().open(&addr, Service::Tail).await?;
-    write_frame(
-        &mut send,
-        &TailRequest {
-            partition,
-            from_seq: next,
-            max_batch: MAX_BATCH,
-        },
-    )
-    .await?;
+    write_frame(&mut send, &TailRequest { partition, from_seq: next, max_batch: MAX_BATCH }).await?;
     while let Some(batch) = read_frame::<TailBatch>(&mut recv).await? {
         match batch {
             TailBatch::Records(records) => {
                 // Guard against a misbehaving server: only the next seqs, in order.
-                let records: Vec<PushRecord> =
-                    records.into_iter().filter(|r| r.seq >= next).collect();
+                let records: Vec<PushRecord> = records.into_iter().filter(|r| r.seq >= next).collect();
                 if let Some(last) = records.last() {
                     next = last.seq + 1;
                     if tx.send(records).await.is_err() {
@@ -55,10 +46,7 @@ async fn stream(
             }
             TailBatch::Trimmed { first_seq } => {
                 metrics::counter!("goim_job_trimmed_gap_total").increment(1);
-                warn!(
-                    from = next,
-                    first_seq, "push log trimmed past the committed offset; records skipped"
-                );
+                warn!(from = next, first_seq, "push log trimmed past the committed offset; records skipped");
                 next = first_seq;
             }
         }

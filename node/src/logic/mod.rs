@@ -25,6 +25,8 @@ pub struct Logic {
     pub comet_ttl_ms: u64,
     pub chat_op: i32,
     pub max_push_body: usize,
+    pub retention_records: u64,
+    pub retention_ms: u64,
 }
 
 /// What a push committed as: the last log seq and, for room pushes, the room offset.
@@ -47,6 +49,8 @@ impl Logic {
             comet_ttl_ms: cfg.comet_ttl_ms,
             chat_op: cfg.chat_op,
             max_push_body: cfg.max_push_body,
+            retention_records: cfg.retention_records,
+            retention_ms: cfg.retention_ms,
         });
         endpoint.register(Service::Logic, Arc::new(rpc::LogicService(logic.clone())));
         endpoint.register(Service::Tail, Arc::new(tail::TailService(logic.clone())));
@@ -54,18 +58,20 @@ impl Logic {
         logic
     }
 
+    /// Commits a push. `idempotency_key` (the client's, if it gave one) makes retries safe;
+    /// without one a fresh id still protects the forwards and retries inside the cluster.
     pub async fn push(
         &self,
         to: PushTo,
         op: i32,
         body: bytes::Bytes,
+        idempotency_key: Option<&str>,
     ) -> Result<Pushed, WriteError> {
-        let cmd = Request::Push(Push {
-            to,
-            op,
-            body,
-            ts_ms: now_ms(),
-        });
+        let id = match idempotency_key {
+            Some(k) => format!("k:{k}"),
+            None => format!("g:{:032x}", rand::random::<u128>()),
+        };
+        let cmd = Request::Push(Push { id, to, op, body, ts_ms: now_ms() });
         match self.cluster.write(cmd).await? {
             Reply::Pushed { seq, room_seq } => Ok(Pushed { seq, room_seq }),
             other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),
@@ -75,10 +81,7 @@ impl Logic {
     /// Comets whose registration has not expired, by the local clock.
     pub fn live_comets(&self) -> Result<Vec<comets::CometState>, goim_storage::StorageError> {
         let now = now_ms();
-        Ok(comets::list(&self.cluster.view)?
-            .into_iter()
-            .filter(|c| c.expires_ms >= now)
-            .collect())
+        Ok(comets::list(&self.cluster.view)?.into_iter().filter(|c| c.expires_ms >= now).collect())
     }
 
     pub fn comet_infos(&self) -> Result<Vec<CometInfo>, goim_storage::StorageError> {

@@ -45,38 +45,16 @@ impl Logic {
 
     pub async fn serve(&self, req: LogicRequest) -> LogicResult {
         match req {
-            LogicRequest::Connect {
-                comet,
-                conn,
-                ip,
-                auth,
-            } => self.connect(comet, conn, ip, auth).await,
+            LogicRequest::Connect { comet, conn, ip, auth } => self.connect(comet, conn, ip, auth).await,
             LogicRequest::Disconnect { comet, key, conn } => {
-                self.write(Request::Disconnect(Disconnect { comet, key, conn }))
-                    .await?;
+                self.write(Request::Disconnect(Disconnect { comet, key, conn })).await?;
                 Ok(LogicReply::Done)
             }
-            LogicRequest::ChangeRoom {
-                comet,
-                key,
-                conn,
-                room,
-            } => {
-                self.write(Request::ChangeRoom(ChangeRoom {
-                    comet,
-                    key,
-                    conn,
-                    room,
-                }))
-                .await?;
+            LogicRequest::ChangeRoom { comet, key, conn, room } => {
+                self.write(Request::ChangeRoom(ChangeRoom { comet, key, conn, room })).await?;
                 Ok(LogicReply::Done)
             }
-            LogicRequest::RenewOnline {
-                comet,
-                rooms,
-                conn_count,
-                ip_count,
-            } => {
+            LogicRequest::RenewOnline { comet, rooms, conn_count, ip_count } => {
                 let cmd = RenewOnline {
                     comet,
                     rooms,
@@ -91,54 +69,26 @@ impl Logic {
                 }
             }
             LogicRequest::Receive { key, mid, body, .. } => self.receive(key, mid, body).await,
-            LogicRequest::Comets => self
-                .comet_infos()
-                .map(LogicReply::Comets)
-                .map_err(|e| RpcError::Unavailable(e.to_string())),
-            LogicRequest::AcquireLease {
-                partition,
-                job,
-                ttl_ms,
-            } => {
+            LogicRequest::Comets => {
+                self.comet_infos().map(LogicReply::Comets).map_err(|e| RpcError::Unavailable(e.to_string()))
+            }
+            LogicRequest::AcquireLease { partition, job, ttl_ms } => {
                 match self
-                    .write(Request::AcquireLease(AcquireLease {
-                        partition,
-                        job,
-                        now_ms: now_ms(),
-                        ttl_ms,
-                    }))
+                    .write(Request::AcquireLease(AcquireLease { partition, job, now_ms: now_ms(), ttl_ms }))
                     .await?
                 {
-                    Reply::Lease {
-                        granted,
-                        holder,
-                        offset,
-                    } => Ok(LogicReply::Lease {
-                        granted,
-                        holder,
-                        offset,
-                    }),
+                    Reply::Lease { granted, holder, offset } => {
+                        Ok(LogicReply::Lease { granted, holder, offset })
+                    }
                     other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
                 }
             }
             LogicRequest::ReleaseLease { partition, job } => {
-                self.write(Request::ReleaseLease(ReleaseLease { partition, job }))
-                    .await?;
+                self.write(Request::ReleaseLease(ReleaseLease { partition, job })).await?;
                 Ok(LogicReply::Done)
             }
-            LogicRequest::CommitOffset {
-                partition,
-                job,
-                seq,
-            } => {
-                match self
-                    .write(Request::CommitOffset(CommitOffset {
-                        partition,
-                        job,
-                        seq,
-                    }))
-                    .await?
-                {
+            LogicRequest::CommitOffset { partition, job, seq } => {
+                match self.write(Request::CommitOffset(CommitOffset { partition, job, seq })).await? {
                     Reply::Offset(o) => Ok(LogicReply::Offset(o)),
                     other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
                 }
@@ -148,15 +98,9 @@ impl Logic {
 
     async fn connect(&self, comet: String, conn: u64, ip: String, auth: AuthBody) -> LogicResult {
         if auth.room_id.contains('\0') || auth.key.contains('\0') {
-            return Err(RpcError::Rejected(
-                "key and room_id must not contain NUL".into(),
-            ));
+            return Err(RpcError::Rejected("key and room_id must not contain NUL".into()));
         }
-        let key = if auth.key.is_empty() {
-            new_key()
-        } else {
-            auth.key.clone()
-        };
+        let key = if auth.key.is_empty() { new_key() } else { auth.key.clone() };
         let session = Session {
             key: key.clone(),
             mid: auth.mid,
@@ -181,9 +125,7 @@ impl Logic {
     /// Chat mode: an uplink message is pushed to the sender's room, tagged with its mid.
     async fn receive(&self, key: String, mid: i64, body: bytes::Bytes) -> LogicResult {
         if self.chat_op == 0 {
-            return Err(RpcError::Rejected(
-                "uplink messages are not routed on this cluster".into(),
-            ));
+            return Err(RpcError::Rejected("uplink messages are not routed on this cluster".into()));
         }
         let room = match sessions::get(&self.cluster.view, &key) {
             Ok(Some(s)) if !s.room.is_empty() => s.room,
@@ -192,7 +134,7 @@ impl Logic {
         };
         let msg = serde_json::json!({ "mid": mid, "msg": String::from_utf8_lossy(&body) });
         let pushed = self
-            .push(PushTo::Room(room), self.chat_op, msg.to_string().into())
+            .push(PushTo::Room(room), self.chat_op, msg.to_string().into(), None)
             .await
             .map_err(unavailable)?;
         Ok(LogicReply::Pushed { seq: pushed.seq })

@@ -46,16 +46,10 @@ impl Logic {
         let mut closed = [0u8; 1];
         loop {
             changes.borrow_and_update();
-            let head = pushlog::head(view, req.partition)
-                .map_err(|e| QuicError::Io(std::io::Error::other(e)))?;
+            let head =
+                pushlog::head(view, req.partition).map_err(|e| QuicError::Io(std::io::Error::other(e)))?;
             if from < head.first_seq {
-                write_frame(
-                    &mut stream.send,
-                    &TailBatch::Trimmed {
-                        first_seq: head.first_seq,
-                    },
-                )
-                .await?;
+                write_frame(&mut stream.send, &TailBatch::Trimmed { first_seq: head.first_seq }).await?;
                 from = head.first_seq;
             }
             let records = pushlog::range(view, req.partition, from, max)

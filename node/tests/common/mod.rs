@@ -18,24 +18,9 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Ports {
-        let tcp_port = || {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let quic = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Ports {
-            http: tcp_port(),
-            tcp: tcp_port(),
-            ws: tcp_port(),
-            quic,
-        }
+        let tcp_port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let quic = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Ports { http: tcp_port(), tcp: tcp_port(), ws: tcp_port(), quic }
     }
 }
 
@@ -66,11 +51,7 @@ impl Node {
     /// (Re)starts the process on the same ports and data dir.
     pub async fn spawn(&mut self) {
         let log = self.data_dir.parent().unwrap().join("node.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_goim"))
             .arg("run")
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
@@ -89,8 +70,7 @@ impl Node {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.parent().unwrap().join("node.log"))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.data_dir.parent().unwrap().join("node.log")).unwrap_or_default()
     }
 
     pub async fn wait_healthy(&self, within: Duration) {
@@ -103,11 +83,7 @@ impl Node {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "node not healthy in {within:?}; log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "node not healthy in {within:?}; log:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -135,9 +111,7 @@ impl Node {
     /// SIGTERM and wait: the graceful path.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
         c.wait().unwrap()
     }
 
@@ -154,26 +128,11 @@ impl Drop for Node {
 
 /// POSTs and returns the whole JSON reply (goim's envelope).
 pub async fn post(url: &str, body: impl Into<reqwest::Body>) -> Value {
-    reqwest::Client::new()
-        .post(url)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    reqwest::Client::new().post(url).body(body).send().await.unwrap().json().await.unwrap()
 }
 
 pub async fn get(url: &str) -> Value {
-    reqwest::Client::new()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    reqwest::Client::new().get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Polls `f` until it returns Some, or panics after `within`.
@@ -191,3 +150,5 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+pub mod cluster;

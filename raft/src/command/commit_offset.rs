@@ -16,15 +16,10 @@ pub struct CommitOffset {
 impl CommitOffset {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
         match offsets::lease(txn, self.partition)? {
-            Some(l) if l.holder == self.job => Ok(Reply::Offset(offsets::commit(
-                txn,
-                self.partition,
-                self.seq,
-            )?)),
-            _ => Ok(Reply::Refused(format!(
-                "{} does not hold the lease",
-                self.job
-            ))),
+            Some(l) if l.holder == self.job => {
+                Ok(Reply::Offset(offsets::commit(txn, self.partition, self.seq)?))
+            }
+            _ => Ok(Reply::Refused(format!("{} does not hold the lease", self.job))),
         }
     }
 }

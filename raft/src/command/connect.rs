@@ -25,11 +25,7 @@ impl Connect {
                         partition: 0,
                         seq: 0,
                         ts_ms: s.connected_ms,
-                        target: PushTarget::Kick {
-                            comet: old.comet,
-                            key: old.key,
-                            conn: old.conn,
-                        },
+                        target: PushTarget::Kick { comet: old.comet, key: old.key, conn: old.conn },
                         op: 0,
                         body: Default::default(),
                     },

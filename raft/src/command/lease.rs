@@ -24,23 +24,12 @@ impl AcquireLease {
         };
         if !free {
             let holder = current.map(|l| l.holder).unwrap_or_default();
-            return Ok(Reply::Lease {
-                granted: false,
-                holder,
-                offset: 0,
-            });
+            return Ok(Reply::Lease { granted: false, holder, offset: 0 });
         }
-        let lease = Lease {
-            holder: self.job.clone(),
-            expires_ms: self.now_ms.saturating_add(self.ttl_ms),
-        };
+        let lease = Lease { holder: self.job.clone(), expires_ms: self.now_ms.saturating_add(self.ttl_ms) };
         offsets::set_lease(txn, self.partition, &lease)?;
         let offset = offsets::offset(txn, self.partition)?;
-        Ok(Reply::Lease {
-            granted: true,
-            holder: self.job.clone(),
-            offset,
-        })
+        Ok(Reply::Lease { granted: true, holder: self.job.clone(), offset })
     }
 }
 

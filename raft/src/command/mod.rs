@@ -1,5 +1,6 @@
 //! Every replicated write, one file per command. Commands carry everything `apply` needs
 //! (including the proposer's clock), so applying them is deterministic on every replica.
+mod batch;
 mod change_room;
 mod commit_offset;
 mod connect;
@@ -8,6 +9,7 @@ mod lease;
 mod push;
 mod renew_online;
 mod tick;
+mod trim;
 
 pub use change_room::ChangeRoom;
 pub use commit_offset::CommitOffset;
@@ -17,6 +19,7 @@ pub use lease::{AcquireLease, ReleaseLease};
 pub use push::{Push, PushTo};
 pub use renew_online::RenewOnline;
 pub use tick::Tick;
+pub use trim::{Trim, MAX_PER_TRIM};
 
 use std::collections::BTreeMap;
 
@@ -32,9 +35,12 @@ pub enum Request {
     RenewOnline(RenewOnline),
     Push(Push),
     Tick(Tick),
+    Trim(Trim),
     AcquireLease(AcquireLease),
     ReleaseLease(ReleaseLease),
     CommitOffset(CommitOffset),
+    /// Several writes committed as one entry (see `batch`).
+    Batch(Vec<Request>),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,13 +54,11 @@ pub enum Reply {
     /// Cluster-wide online count per room, after a comet's renewal.
     RoomCounts(BTreeMap<String, u64>),
     /// Lease outcome: when granted, the partition's committed offset to resume from.
-    Lease {
-        granted: bool,
-        holder: String,
-        offset: u64,
-    },
+    Lease { granted: bool, holder: String, offset: u64 },
     /// The partition's committed offset after a commit.
     Offset(u64),
+    /// One reply per request of a `Batch`, in order.
+    Batch(Vec<Reply>),
     /// The command was refused for a reason the caller must see (not a storage failure).
     Refused(String),
 }
@@ -70,9 +74,11 @@ impl Command for Request {
             Request::RenewOnline(c) => c.apply(txn),
             Request::Push(c) => c.apply(txn),
             Request::Tick(c) => c.apply(txn),
+            Request::Trim(c) => c.apply(txn),
             Request::AcquireLease(c) => c.apply(txn),
             Request::ReleaseLease(c) => c.apply(txn),
             Request::CommitOffset(c) => c.apply(txn),
+            Request::Batch(requests) => batch::apply(requests, txn),
         }
     }
 }

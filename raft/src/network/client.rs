@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use goim_net::quic::{QuicEndpoint, QuicError};
 use goim_net::rpc::Service;
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -33,11 +31,7 @@ impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        PeerClient {
-            endpoint: self.endpoint.clone(),
-            target,
-            addr: node.addr.clone(),
-        }
+        PeerClient { endpoint: self.endpoint.clone(), target, addr: node.addr.clone() }
     }
 }
 
@@ -60,9 +54,9 @@ impl PeerClient {
             .call::<RaftRpc, RaftRpcReply>(&self.addr, Service::Raft, &rpc, option.hard_ttl())
             .await;
         match reply {
-            Ok(RaftRpcReply::Bad(msg)) => Err(RPCError::Network(NetworkError::new(
-                &std::io::Error::other(msg),
-            ))),
+            Ok(RaftRpcReply::Bad(msg)) => {
+                Err(RPCError::Network(NetworkError::new(&std::io::Error::other(msg))))
+            }
             Ok(r) => Ok(r),
             Err(e @ (QuicError::Connect(_) | QuicError::Resolve(..) | QuicError::Timeout)) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
@@ -73,18 +67,13 @@ impl PeerClient {
 
     // The error type is openraft's, fixed by the `RaftNetwork` signatures.
     #[allow(clippy::result_large_err)]
-    fn remote<T, E: std::error::Error>(
-        &self,
-        r: Result<T, RaftError<u64, E>>,
-    ) -> Result<T, RpcErr<E>> {
+    fn remote<T, E: std::error::Error>(&self, r: Result<T, RaftError<u64, E>>) -> Result<T, RpcErr<E>> {
         r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
 fn mismatch<E: std::error::Error>() -> RpcErr<E> {
-    RPCError::Network(NetworkError::new(&std::io::Error::other(
-        "mismatched raft reply",
-    )))
+    RPCError::Network(NetworkError::new(&std::io::Error::other("mismatched raft reply")))
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {

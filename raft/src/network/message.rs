@@ -7,6 +7,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Reply, Request};
+use crate::membership::{MembershipChange, MembershipView};
 use crate::types::TypeConfig;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -14,8 +15,20 @@ pub enum RaftRpc {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A client write forwarded by a follower to the leader.
+    /// Work only the leader can do, forwarded by a follower.
+    Leader(LeaderOp),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderOp {
     Write(Request),
+    Membership(MembershipChange),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderReply {
+    Write(Reply),
+    Membership(MembershipView),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -23,7 +36,7 @@ pub enum RaftRpcReply {
     Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
-    Write(Result<Reply, WriteError>),
+    Leader(Result<LeaderReply, WriteError>),
     /// The request could not be decoded or served.
     Bad(String),
 }
@@ -37,6 +50,9 @@ pub enum WriteError {
     NoLeader,
     #[error("raft: {0}")]
     Fatal(String),
+    /// The request itself is not acceptable (e.g. removing the last voter).
+    #[error("rejected: {0}")]
+    Rejected(String),
     #[error("transport: {0}")]
     Transport(String),
     #[error("timed out waiting for commit")]

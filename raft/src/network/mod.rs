@@ -6,5 +6,5 @@ mod message;
 mod server;
 
 pub use client::QuicNetwork;
-pub use message::{RaftRpc, RaftRpcReply, WriteError};
+pub use message::{LeaderOp, LeaderReply, RaftRpc, RaftRpcReply, WriteError};
 pub use server::RaftService;

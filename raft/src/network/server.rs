@@ -15,18 +15,14 @@ pub struct RaftService {
 
 impl StreamHandler for RaftService {
     fn handle(self: Arc<Self>, stream: BiStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(serve_unary(
-            stream,
-            "raft",
-            move |rpc: RaftRpc| async move {
-                let raft = &self.cluster.raft;
-                match rpc {
-                    RaftRpc::Append(r) => RaftRpcReply::Append(raft.append_entries(r).await),
-                    RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
-                    RaftRpc::Snapshot(r) => RaftRpcReply::Snapshot(raft.install_snapshot(r).await),
-                    RaftRpc::Write(req) => RaftRpcReply::Write(self.cluster.write_local(req).await),
-                }
-            },
-        ))
+        Box::pin(serve_unary(stream, "raft", move |rpc: RaftRpc| async move {
+            let raft = &self.cluster.raft;
+            match rpc {
+                RaftRpc::Append(r) => RaftRpcReply::Append(raft.append_entries(r).await),
+                RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
+                RaftRpc::Snapshot(r) => RaftRpcReply::Snapshot(raft.install_snapshot(r).await),
+                RaftRpc::Leader(op) => RaftRpcReply::Leader(self.cluster.run_local(op).await),
+            }
+        }))
     }
 }

@@ -34,11 +34,7 @@ pub fn remove(txn: &mut Txn<'_>, id: &str) {
 }
 
 pub fn list(kv: &impl Kv) -> Result<Vec<CometState>, StorageError> {
-    Ok(kv
-        .scan::<CometState>(COMET)?
-        .into_iter()
-        .map(|(_, c)| c)
-        .collect())
+    Ok(kv.scan::<CometState>(COMET)?.into_iter().map(|(_, c)| c).collect())
 }
 
 /// Online count per room summed over every registered comet.

@@ -6,6 +6,7 @@
 pub mod comets;
 pub mod offsets;
 pub mod pushlog;
+pub mod requests;
 pub mod rooms;
 pub mod sessions;
 mod txn;

@@ -20,10 +20,7 @@ pub struct LogHead {
 
 impl Default for LogHead {
     fn default() -> Self {
-        LogHead {
-            first_seq: 1,
-            last_seq: 0,
-        }
+        LogHead { first_seq: 1, last_seq: 0 }
     }
 }
 
@@ -56,12 +53,7 @@ pub fn append(txn: &mut Txn<'_>, mut record: PushRecord) -> Result<u64, StorageE
 }
 
 /// Records with seq ≥ `from`, in order, at most `limit`.
-pub fn range(
-    kv: &impl Kv,
-    p: Partition,
-    from: u64,
-    limit: usize,
-) -> Result<Vec<PushRecord>, StorageError> {
+pub fn range(kv: &impl Kv, p: Partition, from: u64, limit: usize) -> Result<Vec<PushRecord>, StorageError> {
     kv.range_raw(&record_key(p, from), &record_key(p, u64::MAX), limit)?
         .into_iter()
         .map(|(_, v)| Ok(goim_net::serial::decode(&v)?))

@@ -5,9 +5,7 @@ use crate::StorageError;
 const ROOM_SEQ: &[u8] = b"rseq/";
 
 pub fn last_seq(kv: &impl Kv, room: &str) -> Result<u64, StorageError> {
-    Ok(kv
-        .get::<u64>(&key(ROOM_SEQ, &[room.as_bytes()]))?
-        .unwrap_or(0))
+    Ok(kv.get::<u64>(&key(ROOM_SEQ, &[room.as_bytes()]))?.unwrap_or(0))
 }
 
 /// Allocates the next `room_seq` of `room`.

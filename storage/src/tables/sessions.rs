@@ -65,19 +65,11 @@ fn suffix_after(prefix: &[u8], k: &[u8]) -> String {
 pub fn keys_of_mid(kv: &impl Kv, mid: i64) -> Result<Vec<String>, StorageError> {
     let mut prefix = key(BY_MID, &[&mid.to_be_bytes()]);
     prefix.push(0);
-    Ok(kv
-        .scan::<()>(&prefix)?
-        .iter()
-        .map(|(k, _)| suffix_after(&prefix, k))
-        .collect())
+    Ok(kv.scan::<()>(&prefix)?.iter().map(|(k, _)| suffix_after(&prefix, k)).collect())
 }
 
 pub fn keys_of_comet(txn: &Txn<'_>, comet: &str) -> Result<Vec<String>, StorageError> {
     let mut prefix = key(BY_COMET, &[comet.as_bytes()]);
     prefix.push(0);
-    Ok(txn
-        .keys_with_prefix(&prefix)?
-        .iter()
-        .map(|k| suffix_after(&prefix, k))
-        .collect())
+    Ok(txn.keys_with_prefix(&prefix)?.iter().map(|k| suffix_after(&prefix, k)).collect())
 }

@@ -16,23 +16,14 @@ pub struct Txn<'a> {
 
 impl<'a> Txn<'a> {
     pub(crate) fn new(tree: &'a sled::Tree) -> Txn<'a> {
-        Txn {
-            tree,
-            overlay: BTreeMap::new(),
-            log_index: 0,
-            pushed: false,
-        }
+        Txn { tree, overlay: BTreeMap::new(), log_index: 0, pushed: false }
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.overlay.insert(key, Some(value));
     }
 
-    pub fn put<T: serde::Serialize>(
-        &mut self,
-        key: Vec<u8>,
-        value: &T,
-    ) -> Result<(), StorageError> {
+    pub fn put<T: serde::Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), StorageError> {
         self.put_raw(key, super::encode(value)?);
         Ok(())
     }
@@ -75,21 +66,13 @@ impl Kv for Txn<'_> {
         for (k, v) in self.overlay.range(start.to_vec()..end.to_vec()) {
             merged.insert(k.clone(), v.clone());
         }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .take(limit)
-            .collect())
+        Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).take(limit).collect())
     }
 }
 
 impl<'a> Txn<'a> {
     /// Keys with `prefix`, including this batch's writes.
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StorageError> {
-        Ok(self
-            .range_raw(prefix, &prefix_end(prefix), usize::MAX)?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
+        Ok(self.range_raw(prefix, &prefix_end(prefix), usize::MAX)?.into_iter().map(|(k, _)| k).collect())
     }
 }

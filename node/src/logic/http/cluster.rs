@@ -1,12 +1,14 @@
-//! `GET /cluster/status` [ext]: this node's view of the cluster — members, leader, term,
-//! log and apply positions, push-log head, job offsets with their lag, comets.
+//! `/cluster/*` [ext]: `GET status` is this node's view of the cluster (members, leader,
+//! term, log and apply positions, push-log head, job offsets with their lag, comets);
+//! `POST add?id=&addr=` and `POST remove?id=` change the voters online, on any node.
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
+use goim_raft::membership::MembershipChange;
 use goim_storage::tables::{offsets, pushlog};
 use serde_json::json;
 
-use super::{ok, ApiResult};
+use super::{ok, ApiError, ApiResult, Params};
 use crate::logic::Logic;
 
 pub async fn status(State(logic): State<Arc<Logic>>) -> ApiResult {
@@ -16,12 +18,8 @@ pub async fn status(State(logic): State<Arc<Logic>>) -> ApiResult {
     let offset = offsets::offset(view, 0)?;
     let lease = offsets::lease(view, 0)?;
     let comets = logic.live_comets()?;
-    let members: serde_json::Map<String, serde_json::Value> = m
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, n)| (id.to_string(), json!(n.addr)))
-        .collect();
+    let members: serde_json::Map<String, serde_json::Value> =
+        m.membership_config.membership().nodes().map(|(id, n)| (id.to_string(), json!(n.addr))).collect();
     let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
     ok(json!({
         "node_id": m.id,
@@ -47,4 +45,25 @@ pub async fn status(State(logic): State<Arc<Logic>>) -> ApiResult {
         }],
         "comets": comets.iter().map(|c| json!({ "id": c.info.id, "conn_count": c.conn_count, "expires_ms": c.expires_ms })).collect::<Vec<_>>(),
     }))
+}
+
+pub async fn add(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q);
+    let id = p.parsed::<u64>("id")?.ok_or_else(|| ApiError::bad("id: missing"))?;
+    let addr = p.required("addr")?.to_string();
+    change(&logic, MembershipChange::Add { id, addr }).await
+}
+
+pub async fn remove(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q);
+    let id = p.parsed::<u64>("id")?.ok_or_else(|| ApiError::bad("id: missing"))?;
+    change(&logic, MembershipChange::Remove { id }).await
+}
+
+async fn change(logic: &Logic, change: MembershipChange) -> ApiResult {
+    match logic.cluster.change_membership(change).await {
+        Ok(m) => ok(json!({ "voters": m.voters, "learners": m.learners, "nodes": m.nodes })),
+        Err(goim_raft::WriteError::Rejected(why)) => Err(ApiError::bad(why)),
+        Err(e) => Err(ApiError::internal(format!("membership change failed: {e}"))),
+    }
 }

@@ -32,6 +32,8 @@ pub fn routes(logic: Arc<Logic>) -> Router {
         .route("/goim/nodes/instances", get(nodes::instances))
         .route("/goim/log", get(log::read))
         .route("/cluster/status", get(cluster::status))
+        .route("/cluster/add", post(cluster::add))
+        .route("/cluster/remove", post(cluster::remove))
         .with_state(logic)
 }
 
@@ -45,12 +47,7 @@ struct Envelope<T: Serialize> {
 pub type ApiResult = Result<Response, ApiError>;
 
 pub fn ok(data: impl Serialize) -> ApiResult {
-    Ok(Json(Envelope {
-        code: 0,
-        message: String::new(),
-        data,
-    })
-    .into_response())
+    Ok(Json(Envelope { code: 0, message: String::new(), data }).into_response())
 }
 
 /// A failed API call, replied in goim's shape: -400 the caller must fix the request, -500
@@ -63,17 +60,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad(message: impl Into<String>) -> ApiError {
-        ApiError {
-            code: -400,
-            message: message.into(),
-        }
+        ApiError { code: -400, message: message.into() }
     }
 
     pub fn internal(message: impl ToString) -> ApiError {
-        ApiError {
-            code: -500,
-            message: message.to_string(),
-        }
+        ApiError { code: -500, message: message.to_string() }
     }
 }
 
@@ -85,17 +76,9 @@ impl From<goim_storage::StorageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let counter = if self.code == -400 {
-            "goim_http_bad_requests_total"
-        } else {
-            "goim_http_errors_total"
-        };
+        let counter =
+            if self.code == -400 { "goim_http_bad_requests_total" } else { "goim_http_errors_total" };
         metrics::counter!(counter).increment(1);
-        Json(Envelope {
-            code: self.code,
-            message: self.message,
-            data: (),
-        })
-        .into_response()
+        Json(Envelope { code: self.code, message: self.message, data: () }).into_response()
     }
 }

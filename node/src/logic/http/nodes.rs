@@ -10,10 +10,7 @@ use super::{ok, ApiResult, Params};
 use crate::logic::Logic;
 
 fn port_of(addr: &str) -> u16 {
-    addr.rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
+    addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
 fn host_of(addr: &str) -> &str {
@@ -27,9 +24,7 @@ pub async fn weighted(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery) ->
         let load = |c: &goim_storage::tables::comets::CometState| {
             u64::from(c.conn_count) * 1000 / u64::from(c.info.weight.max(1))
         };
-        load(a)
-            .cmp(&load(b))
-            .then_with(|| a.info.id.cmp(&b.info.id))
+        load(a).cmp(&load(b)).then_with(|| a.info.id.cmp(&b.info.id))
     });
     let first = comets.first();
     ok(json!({

@@ -13,10 +13,7 @@ impl Params {
     }
 
     pub fn one(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
@@ -29,11 +26,9 @@ impl Params {
     pub fn parsed<T: FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
         match self.one(name) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad(format!("{name}: invalid value {v:?}"))),
+            Some(v) => {
+                v.trim().parse().map(Some).map_err(|_| ApiError::bad(format!("{name}: invalid value {v:?}")))
+            }
         }
     }
 
@@ -50,9 +45,7 @@ impl Params {
 
     /// `operation`: required, an i32 outside the ops the protocol itself uses (0..=17).
     pub fn operation(&self) -> Result<i32, ApiError> {
-        let op: i32 = self
-            .parsed("operation")?
-            .ok_or_else(|| ApiError::bad("operation: missing"))?;
+        let op: i32 = self.parsed("operation")?.ok_or_else(|| ApiError::bad("operation: missing"))?;
         if (0..=17).contains(&op) {
             return Err(ApiError::bad(format!(
                 "operation: {op} is reserved by the protocol (use 1000 and up)"

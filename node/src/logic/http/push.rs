@@ -1,10 +1,12 @@
 //! `POST /goim/push/{keys,mids,room,all}`: the body is the message; the reply is sent once
 //! the push is committed on a majority, with its log seq (and room offset for rooms).
+//! [ext] An `Idempotency-Key` header makes a retried push (to any node) apply once.
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use goim_raft::command::PushTo;
 use serde_json::json;
 
@@ -13,8 +15,30 @@ use crate::logic::Logic;
 
 type Body = Result<Bytes, BytesRejection>;
 
-async fn push(logic: &Logic, to: PushTo, op: i32, body: Body) -> ApiResult {
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const MAX_KEY_LEN: usize = 256;
+
+struct Request {
+    to: PushTo,
+    op: i32,
+    headers: HeaderMap,
+    body: Body,
+}
+
+async fn push(logic: &Logic, r: Request) -> ApiResult {
+    let Request { to, op, headers, body } = r;
     let body = body.map_err(|e| ApiError::bad(format!("body: {e}")))?;
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= MAX_KEY_LEN => Some(k),
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "Idempotency-Key: 1 to {MAX_KEY_LEN} visible ASCII characters"
+                )))
+            }
+        },
+    };
     if body.len() > logic.max_push_body {
         return Err(ApiError::bad(format!(
             "body: {} bytes exceeds the limit of {}",
@@ -24,7 +48,7 @@ async fn push(logic: &Logic, to: PushTo, op: i32, body: Body) -> ApiResult {
     }
     let is_room = matches!(to, PushTo::Room(_));
     let p = logic
-        .push(to, op, body)
+        .push(to, op, body, key)
         .await
         .map_err(|e| ApiError::internal(format!("push not committed: {e}")))?;
     if is_room {
@@ -34,44 +58,61 @@ async fn push(logic: &Logic, to: PushTo, op: i32, body: Body) -> ApiResult {
     }
 }
 
-pub async fn keys(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery, body: Body) -> ApiResult {
+pub async fn keys(
+    State(logic): State<Arc<Logic>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let p = Params::parse(q);
     let op = p.operation()?;
     let keys = p.list("keys");
     if keys.is_empty() {
         return Err(ApiError::bad("keys: missing"));
     }
-    push(&logic, PushTo::Keys(keys), op, body).await
+    push(&logic, Request { to: PushTo::Keys(keys), op, headers, body }).await
 }
 
-pub async fn mids(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery, body: Body) -> ApiResult {
+pub async fn mids(
+    State(logic): State<Arc<Logic>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let p = Params::parse(q);
     let op = p.operation()?;
     let mids = p
         .list("mids")
         .iter()
-        .map(|m| {
-            m.parse::<i64>()
-                .map_err(|_| ApiError::bad(format!("mids: invalid value {m:?}")))
-        })
+        .map(|m| m.parse::<i64>().map_err(|_| ApiError::bad(format!("mids: invalid value {m:?}"))))
         .collect::<Result<Vec<_>, _>>()?;
     if mids.is_empty() {
         return Err(ApiError::bad("mids: missing"));
     }
-    push(&logic, PushTo::Mids(mids), op, body).await
+    push(&logic, Request { to: PushTo::Mids(mids), op, headers, body }).await
 }
 
-pub async fn room(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery, body: Body) -> ApiResult {
+pub async fn room(
+    State(logic): State<Arc<Logic>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let p = Params::parse(q);
     let op = p.operation()?;
     let room = format!("{}://{}", p.required("type")?, p.required("room")?);
-    push(&logic, PushTo::Room(room), op, body).await
+    push(&logic, Request { to: PushTo::Room(room), op, headers, body }).await
 }
 
-pub async fn all(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery, body: Body) -> ApiResult {
+pub async fn all(
+    State(logic): State<Arc<Logic>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let p = Params::parse(q);
     let op = p.operation()?;
     // goim's `speed` throttles broadcast fan-out; validated here, not applied yet.
     p.parsed::<u32>("speed")?;
-    push(&logic, PushTo::All, op, body).await
+    push(&logic, Request { to: PushTo::All, op, headers, body }).await
 }

@@ -1,0 +1,203 @@
+//! Acceptance 2 and 3 of [cluster], every node its own process on its own 127.0.0.N
+//! (3 logic + 2 comet + 2 job processes), with pushers sending a steady stream of room
+//! pushes, each with a unique body and `Idempotency-Key`, retried across logic nodes:
+//! - `kill -9` of the Raft leader, 20 times in one run (the killed node is restarted and
+//!   caught up before the next kill): a new leader takes over, the pushers' retries succeed,
+//!   every acknowledged push reaches every client (all on comet-only processes) exactly once,
+//!   with the room_seq its reply named, in room_seq order. Prints the time from each kill to
+//!   the first acknowledged push sent after it: `failover_ms median=… max=…`.
+//! - `kill -9` of the job holding the push-log lease (twice, the killed job restarted in
+//!   between): the other job takes over; no acknowledged push is missing or duplicated.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{
+    auth_req, check_room_stream, exclusive, join, median_max_ms, missing_acked, wait_for, Cluster, Inbox,
+    PushOutcome, PushStream, Pusher, Role,
+};
+
+const ROOM: &str = "live://1";
+const ROOM_OP: i32 = 1000;
+const ROOM_PATH: &str = "/goim/push/room?operation=1000&type=live&room=1";
+/// Each pusher starts a push this often (without waiting for the previous one).
+const INTERVAL: Duration = Duration::from_millis(10);
+const LEADER_KILLS: usize = 20;
+/// Generous, so a loaded 2-core CI box passes; the printed figures are what we report.
+const FAILOVER_BOUND: Duration = Duration::from_secs(5);
+
+/// Two clients per comet, one TCP and one WebSocket, in `ROOM`; waits until the cluster
+/// counts them all, so room pushes reach both comets from the first one.
+async fn clients(c: &Cluster) -> Vec<Inbox> {
+    let mut inboxes = Vec::new();
+    for (comet, node) in c.comets.iter().enumerate() {
+        for ws in [false, true] {
+            let mid = 1 + inboxes.len() as i64;
+            let (client, _) = join(node, ws, &auth_req(mid, &format!("key-{mid}"), ROOM, &[ROOM_OP])).await;
+            let name = format!("mid {mid} on comet{} over {}", comet + 1, if ws { "ws" } else { "tcp" });
+            inboxes.push(Inbox::spawn(name, client));
+        }
+    }
+    let n = inboxes.len() as u64;
+    wait_for(Duration::from_secs(15), "every client counted online", || async {
+        (c.online_room(0, "1").await? == n).then_some(())
+    })
+    .await;
+    inboxes
+}
+
+/// Waits until every acknowledged push reached every client, then checks each client's
+/// stream: every acknowledged push exactly once with its room_seq, room_seq +1 each packet,
+/// no connection lost.
+async fn assert_delivered(inboxes: Vec<Inbox>, outcomes: &[PushOutcome]) {
+    let acked: Vec<PushOutcome> = outcomes.iter().filter(|o| o.acked.is_some()).cloned().collect();
+    for inbox in &inboxes {
+        let what = format!("{} to receive all {} acknowledged pushes", inbox.name, acked.len());
+        let mut missing = Vec::new();
+        let waited = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                assert_eq!(inbox.ended(), None, "{} lost its connection", inbox.name);
+                let received = check_room_stream(&inbox.name, &inbox.packets(), ROOM_OP);
+                missing = missing_acked(&received, &acked);
+                if missing.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "timed out waiting for {what}: {} missing, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+    // Anything delivered twice would show up by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for inbox in inboxes {
+        let name = inbox.name.clone();
+        assert_eq!(inbox.ended(), None, "{name} lost its connection");
+        let (_client, packets) = inbox.stop().await;
+        let received = check_room_stream(&name, &packets, ROOM_OP);
+        assert!(missing_acked(&received, &acked).is_empty(), "{name}");
+        eprintln!("{name}: {} room pushes received, each once, room_seq +1 each", received.len());
+    }
+}
+
+fn summarize(outcomes: &[PushOutcome]) -> (usize, usize, u32) {
+    let acked = outcomes.iter().filter(|o| o.acked.is_some()).count();
+    let retried = outcomes.iter().filter(|o| o.acked.is_some() && o.attempts > 1).count();
+    let max_attempts = outcomes.iter().map(|o| o.attempts).max().unwrap_or(0);
+    (acked, retried, max_attempts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_9_twenty_times_loses_and_duplicates_nothing() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let began = Instant::now();
+    let mut c = Cluster::start(3, 2, 2).await;
+    let inboxes = clients(&c).await;
+    let mut pusher = Pusher::new(c.logic_urls());
+    pusher.give_up = Duration::from_secs(15);
+    let stream = PushStream::start(&pusher, 3, INTERVAL, ROOM_PATH, "leader-kill");
+
+    let mut failovers = Vec::new();
+    for k in 1..=LEADER_KILLS {
+        let leader = c.wait_leader(Duration::from_secs(10)).await;
+        // The stream flows before the kill: a push sent from now on is acknowledged.
+        let now = Instant::now();
+        wait_for(Duration::from_secs(10), "pushes acknowledged before the kill", || async {
+            stream.first_ack_of_push_sent_after(now)
+        })
+        .await;
+
+        let killed_at = Instant::now();
+        c.kill9(Role::Logic, leader);
+        let acked_at =
+            wait_for(Duration::from_secs(20), "an acknowledged push sent after the kill", || async {
+                stream.first_ack_of_push_sent_after(killed_at)
+            })
+            .await;
+        let took = acked_at - killed_at;
+        let new_leader = c.wait_leader(Duration::from_secs(10)).await;
+        eprintln!(
+            "kill {k}/{LEADER_KILLS}: leader {} killed, {} leads; first acknowledged push sent after the kill: {} ms",
+            c.logic[leader].name,
+            c.logic[new_leader].name,
+            took.as_millis()
+        );
+        failovers.push(took);
+        c.restart(Role::Logic, leader).await;
+    }
+    let outcomes = stream.stop().await;
+    let (median, max) = median_max_ms(&failovers);
+    let (acked, retried, max_attempts) = summarize(&outcomes);
+    eprintln!("failover_ms median={median} max={max} (over {LEADER_KILLS} leader kills)");
+    eprintln!(
+        "pushes: {} sent, {acked} acknowledged ({retried} after a retry, at most {max_attempts} attempts), {} given up",
+        outcomes.len(),
+        outcomes.len() - acked
+    );
+    for (k, t) in failovers.iter().enumerate() {
+        assert!(*t < FAILOVER_BOUND, "kill {}: failover took {t:?}", k + 1);
+    }
+    assert_delivered(inboxes, &outcomes).await;
+    c.assert_all_alive();
+    eprintln!("leader-kill test took {:?}", began.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_kill_9_hands_the_partition_over_exactly_once() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let mut c = Cluster::start(3, 2, 2).await;
+    let inboxes = clients(&c).await;
+    let pusher = Pusher::new(c.logic_urls());
+    let stream = PushStream::start(&pusher, 2, INTERVAL, ROOM_PATH, "job-kill");
+
+    for round in 1..=2 {
+        let active = wait_for(Duration::from_secs(10), "a job holding the lease", || c.active_job()).await;
+        let other = 1 - active;
+        // Deliveries flow through the active job before it is killed.
+        let now = Instant::now();
+        wait_for(Duration::from_secs(10), "pushes acknowledged before the kill", || async {
+            stream.first_ack_of_push_sent_after(now)
+        })
+        .await;
+
+        let killed_at = Instant::now();
+        c.kill9(Role::Job, active);
+        let successor = c.jobs[other].job_id();
+        wait_for(Duration::from_secs(15), &format!("{successor} to take the lease"), || async {
+            (c.lease_holder().await? == successor).then_some(())
+        })
+        .await;
+        let took_over = killed_at.elapsed();
+        // A push sent now is delivered (by the successor) to every client.
+        let now = Instant::now();
+        let body = wait_for(Duration::from_secs(10), "a push acknowledged after the takeover", || async {
+            stream.finished().into_iter().find(|o| o.sent_at >= now && o.acked.is_some()).map(|o| o.body)
+        })
+        .await;
+        for inbox in &inboxes {
+            wait_for(Duration::from_secs(10), &format!("{} to receive {body}", inbox.name), || async {
+                inbox.bodies().contains(&body).then_some(())
+            })
+            .await;
+        }
+        eprintln!(
+            "round {round}: {} killed, {} took the lease after {} ms, delivering after {} ms",
+            c.jobs[active].name,
+            c.jobs[other].name,
+            took_over.as_millis(),
+            killed_at.elapsed().as_millis()
+        );
+        c.restart(Role::Job, active).await;
+    }
+    let outcomes = stream.stop().await;
+    let (acked, retried, _) = summarize(&outcomes);
+    eprintln!("pushes: {} sent, {acked} acknowledged ({retried} after a retry)", outcomes.len());
+    assert_eq!(acked, outcomes.len(), "no leader was killed: every push is acknowledged");
+    assert_delivered(inboxes, &outcomes).await;
+    c.assert_all_alive();
+}

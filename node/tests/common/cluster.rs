@@ -1,0 +1,892 @@
+//! Multi-process cluster harness for the [cluster] acceptance tests. Every node is its own
+//! `goim run` child process with its own temp data dir and its own loopback address
+//! 127.0.0.N (Linux routes all of 127/8 to lo), running the roles asked for: logic nodes form
+//! the Raft group from `--peers`, comet- and job-only nodes reach them through `--logic`.
+//!
+//! What it offers: start L logic + M comet + J job processes and wait until the cluster is
+//! ready; find the leader and the active job through `/cluster/status`; `kill -9` and restart
+//! a node on the same addresses and data dir (waiting until a logic node caught up); push with
+//! an `Idempotency-Key`, retried across logic nodes until acknowledged; goim clients whose
+//! pushes are collected in the background (`Inbox`); checks of a room stream.
+//!
+//! Each child's stdout and stderr go to `node.log` in its temp dir, together with the
+//! harness's own notes (start, kill), so a failure can be read as one story: when a test
+//! panics, `Cluster`'s drop prints the tail of every node's log (`GOIM_TEST_LOG_LINES` lines,
+//! default 60; `GOIM_TEST_LOG` sets the children's log filter).
+#![allow(dead_code)] // each test binary uses a different subset of the harness
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use goim_net::client::{AuthReply, AuthRequest, Client};
+use goim_net::packet::Packet;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Faster cluster timings than the defaults, so expiry and takeover fit in a test.
+pub const FAST_TIMINGS: [&str; 6] =
+    ["--renew-interval-ms", "300", "--comet-ttl-ms", "1500", "--job-lease-ms", "1500"];
+
+/// How long a (re)started process may take to answer `/health` with 200.
+pub const START_WITHIN: Duration = Duration::from_secs(30);
+
+/// Next loopback host number; each node of the test process gets its own 127.0.0.N.
+static NEXT_HOST: AtomicU32 = AtomicU32::new(0);
+
+fn next_ip() -> Ipv4Addr {
+    let n = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
+    Ipv4Addr::new(127, 0, (n / 250) as u8, (2 + n % 250) as u8)
+}
+
+/// Cluster tests in one test binary run one at a time: each starts several processes on a
+/// 2-core box, and timings (failover) are what they measure.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().await
+}
+
+/// Wall-clock time as the nodes' log lines print it (RFC 3339, UTC), for the harness notes.
+pub fn utc_now() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Logic,
+    Comet,
+    Job,
+}
+
+impl Role {
+    fn flag(self) -> &'static str {
+        match self {
+            Role::Logic => "logic",
+            Role::Comet => "comet",
+            Role::Job => "job",
+        }
+    }
+}
+
+/// One `goim run` child process with fixed addresses and data dir across restarts.
+pub struct ProcNode {
+    pub name: String,
+    pub role: Role,
+    pub id: u64,
+    pub ip: Ipv4Addr,
+    pub http: SocketAddr,
+    pub tcp: SocketAddr,
+    pub ws: SocketAddr,
+    pub quic: SocketAddr,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl ProcNode {
+    /// A node on a fresh loopback address with free ports there (not started).
+    fn new(name: String, role: Role, id: u64) -> ProcNode {
+        let ip = next_ip();
+        // Hold every socket until all ports are picked so none is handed out twice.
+        let tcp: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind((ip, 0)).expect("bind tcp")).collect();
+        let udp = UdpSocket::bind((ip, 0)).expect("bind udp");
+        let port = |l: &TcpListener| l.local_addr().unwrap();
+        ProcNode {
+            name,
+            role,
+            id,
+            ip,
+            http: port(&tcp[0]),
+            tcp: port(&tcp[1]),
+            ws: port(&tcp[2]),
+            quic: udp.local_addr().unwrap(),
+            args: Vec::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        }
+    }
+
+    fn set_args(&mut self, specific: Vec<String>, extra: &[&str]) {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--node-id".into(),
+            self.id.to_string(),
+            "--roles".into(),
+            self.role.flag().into(),
+            "--data-dir".into(),
+            self.data_dir().display().to_string(),
+            "--http-addr".into(),
+            self.http.to_string(),
+            "--tcp-addr".into(),
+            self.tcp.to_string(),
+            "--ws-addr".into(),
+            self.ws.to_string(),
+            "--quic-addr".into(),
+            self.quic.to_string(),
+        ];
+        args.extend(FAST_TIMINGS.iter().map(|s| s.to_string()));
+        args.extend(specific);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.args = args;
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub fn tcp_addr(&self) -> String {
+        self.tcp.to_string()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/sub", self.ws)
+    }
+
+    pub fn quic_addr(&self) -> String {
+        self.quic.to_string()
+    }
+
+    /// The id a comet registers under (see node.rs).
+    pub fn comet_id(&self) -> String {
+        format!("comet-{}", self.quic)
+    }
+
+    /// The id a job holds its lease under (see node.rs).
+    pub fn job_id(&self) -> String {
+        format!("job-{}", self.quic)
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// A line in this node's log (and on the test's stderr), so harness actions and the
+    /// node's own lines read as one story.
+    pub fn note(&self, what: &str) {
+        let line = format!("{} === harness: {} {what} ===", utc_now(), self.name);
+        eprintln!("{line}");
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(self.log_path()) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    /// Starts the process; does not wait for it (a logic node is healthy only once a
+    /// quorum is up).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open node.log");
+        let filter = std::env::var("GOIM_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
+        let child = Command::new(env!("CARGO_BIN_EXE_goim"))
+            .args(&self.args)
+            .env("GOIM_LOG", filter)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn goim");
+        self.note(&format!("started pid {} at {} (quic {})", child.id(), self.http, self.quic));
+        self.child = Some(child);
+    }
+
+    /// Panics (with the log tail) if the process has exited by itself.
+    pub fn assert_alive(&mut self) {
+        let name = self.name.clone();
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{name} exited unexpectedly ({status}); log tail:\n{}", self.log_tail(80));
+            }
+        }
+    }
+
+    pub async fn healthy(&self) -> bool {
+        let client = short_client();
+        matches!(client.get(format!("{}/health", self.url())).send().await, Ok(r) if r.status().is_success())
+    }
+
+    /// Waits for `/health` 200, failing fast if the process dies.
+    pub async fn wait_healthy(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            self.assert_alive();
+            if self.healthy().await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not healthy within {within:?}; log tail:\n{}",
+                self.name,
+                self.log_tail(80)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            self.note("killed (-9)");
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for ProcNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn short_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .expect("http client")
+}
+
+/// GET returning the JSON reply, or None on any failure (nodes come and go in these tests).
+pub async fn try_get(client: &reqwest::Client, url: &str) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// The `data` of a goim envelope with code 0.
+pub fn data_of(reply: Option<Value>) -> Option<Value> {
+    let reply = reply?;
+    (reply["code"] == 0).then(|| reply["data"].clone())
+}
+
+/// The cluster's processes. Logic node `logic[i]` has Raft id `i + 1`.
+pub struct Cluster {
+    pub logic: Vec<ProcNode>,
+    pub comets: Vec<ProcNode>,
+    pub jobs: Vec<ProcNode>,
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    /// `logic` voters, `comets` comet-only and `jobs` job-only processes, started and ready:
+    /// every process healthy, every logic node lists every comet, a job holds the lease.
+    pub async fn start(logic: usize, comets: usize, jobs: usize) -> Cluster {
+        Cluster::start_with(logic, comets, jobs, &[]).await
+    }
+
+    /// As `start`, with more `goim run` flags for every process.
+    pub async fn start_with(logic: usize, comets: usize, jobs: usize, extra: &[&str]) -> Cluster {
+        let began = Instant::now();
+        let mut c = Cluster {
+            logic: (0..logic)
+                .map(|i| ProcNode::new(format!("logic{}", i + 1), Role::Logic, i as u64 + 1))
+                .collect(),
+            comets: (0..comets)
+                .map(|i| ProcNode::new(format!("comet{}", i + 1), Role::Comet, 100 + i as u64 + 1))
+                .collect(),
+            jobs: (0..jobs)
+                .map(|i| ProcNode::new(format!("job{}", i + 1), Role::Job, 200 + i as u64 + 1))
+                .collect(),
+            http: short_client(),
+        };
+        let peers = c.peers();
+        let logic_addrs = c.logic.iter().map(ProcNode::quic_addr).collect::<Vec<_>>().join(",");
+        for n in &mut c.logic {
+            n.set_args(vec!["--peers".into(), peers.clone()], extra);
+        }
+        for n in c.comets.iter_mut().chain(c.jobs.iter_mut()) {
+            n.set_args(vec!["--logic".into(), logic_addrs.clone()], extra);
+        }
+        for n in &mut c.logic {
+            n.spawn();
+        }
+        for n in &mut c.logic {
+            n.wait_healthy(START_WITHIN).await;
+        }
+        for n in c.comets.iter_mut().chain(c.jobs.iter_mut()) {
+            n.spawn();
+        }
+        for n in c.comets.iter_mut().chain(c.jobs.iter_mut()) {
+            n.wait_healthy(START_WITHIN).await;
+        }
+        c.wait_ready(START_WITHIN).await;
+        eprintln!(
+            "{} === harness: cluster of {logic} logic + {comets} comet + {jobs} job processes ready in {:?} ===",
+            utc_now(),
+            began.elapsed()
+        );
+        c
+    }
+
+    /// `1=127.0.0.2:P,2=…`: the initial voters, as every logic node is given them.
+    pub fn peers(&self) -> String {
+        self.logic.iter().map(|n| format!("{}={}", n.id, n.quic)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every logic node lists every started comet, and (with jobs) a job holds the lease.
+    pub async fn wait_ready(&self, within: Duration) {
+        let comet_ids: Vec<String> =
+            self.comets.iter().filter(|n| n.is_started()).map(ProcNode::comet_id).collect();
+        let want_job = self.jobs.iter().any(ProcNode::is_started);
+        wait_for(within, "cluster ready (comets listed everywhere, job lease held)", || async {
+            for i in self.started_logic() {
+                let listed = self.weighted_on(i).await?;
+                let ids: Vec<&str> = listed.iter().filter_map(|c| c["id"].as_str()).collect();
+                if !comet_ids.iter().all(|id| ids.contains(&id.as_str())) {
+                    return None;
+                }
+            }
+            if want_job && self.active_job().await.is_none() {
+                return None;
+            }
+            Some(())
+        })
+        .await
+    }
+
+    pub fn started_logic(&self) -> Vec<usize> {
+        (0..self.logic.len()).filter(|&i| self.logic[i].is_started()).collect()
+    }
+
+    /// HTTP bases of every logic node, dead or alive (pushers skip the dead ones).
+    pub fn logic_urls(&self) -> Vec<String> {
+        self.logic.iter().map(ProcNode::url).collect()
+    }
+
+    pub fn logic_index(&self, id: u64) -> Option<usize> {
+        self.logic.iter().position(|n| n.id == id)
+    }
+
+    pub async fn get(&self, url: &str) -> Option<Value> {
+        try_get(&self.http, url).await
+    }
+
+    /// `/cluster/status` data of logic node `i`.
+    pub async fn status(&self, i: usize) -> Option<Value> {
+        if !self.logic[i].is_started() {
+            return None;
+        }
+        data_of(self.get(&format!("{}/cluster/status", self.logic[i].url())).await)
+    }
+
+    /// The leader's index in `logic`: named as leader by a node and confirming it itself.
+    pub async fn leader(&self) -> Option<usize> {
+        for i in self.started_logic() {
+            let Some(id) = self.status(i).await.and_then(|s| s["leader"].as_u64()) else {
+                continue;
+            };
+            let l = self.logic_index(id)?;
+            if self.status(l).await.is_some_and(|s| s["state"] == "Leader" && s["leader"] == id) {
+                return Some(l);
+            }
+        }
+        None
+    }
+
+    pub async fn wait_leader(&self, within: Duration) -> usize {
+        wait_for(within, "a leader", || self.leader()).await
+    }
+
+    pub async fn applied_index(&self, i: usize) -> Option<u64> {
+        self.status(i).await.and_then(|s| s["applied_index"].as_u64())
+    }
+
+    /// Waits until logic node `i` has applied everything the leader had applied when asked.
+    pub async fn wait_caught_up(&self, i: usize, within: Duration) {
+        let leader = self.wait_leader(within).await;
+        let target = wait_for(within, "leader's applied index", || self.applied_index(leader)).await;
+        let what = format!("{} caught up to index {target}", self.logic[i].name);
+        wait_for(within, &what, || async {
+            let s = self.status(i).await?;
+            (s["leader"].is_u64() && s["applied_index"].as_u64()? >= target).then_some(())
+        })
+        .await
+    }
+
+    fn node_mut(&mut self, role: Role, i: usize) -> &mut ProcNode {
+        match role {
+            Role::Logic => &mut self.logic[i],
+            Role::Comet => &mut self.comets[i],
+            Role::Job => &mut self.jobs[i],
+        }
+    }
+
+    pub fn kill9(&mut self, role: Role, i: usize) {
+        self.node_mut(role, i).kill9();
+    }
+
+    /// Restarts a killed node on the same addresses and data dir; waits until it is
+    /// healthy and, for a logic node, caught up with the leader.
+    pub async fn restart(&mut self, role: Role, i: usize) {
+        let node = self.node_mut(role, i);
+        node.spawn();
+        node.wait_healthy(START_WITHIN).await;
+        if role == Role::Logic {
+            self.wait_caught_up(i, START_WITHIN).await;
+        }
+    }
+
+    /// Panics if any started process exited by itself.
+    pub fn assert_all_alive(&mut self) {
+        for n in self.logic.iter_mut().chain(self.comets.iter_mut()).chain(self.jobs.iter_mut()) {
+            n.assert_alive();
+        }
+    }
+
+    /// `data.addrs` of `/goim/nodes/weighted` on logic node `i`.
+    pub async fn weighted_on(&self, i: usize) -> Option<Vec<Value>> {
+        let d = data_of(self.get(&format!("{}/goim/nodes/weighted", self.logic[i].url())).await)?;
+        d["addrs"].as_array().cloned()
+    }
+
+    /// `data.addrs` of `/goim/nodes/weighted` from the first logic node that answers.
+    pub async fn weighted(&self) -> Option<Vec<Value>> {
+        for i in self.started_logic() {
+            if let Some(a) = self.weighted_on(i).await {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// The job lease holder of partition 0, per the leader.
+    pub async fn lease_holder(&self) -> Option<String> {
+        let leader = self.leader().await?;
+        let s = self.status(leader).await?;
+        s["jobs"][0]["lease_holder"].as_str().map(String::from)
+    }
+
+    /// Index in `jobs` of the job holding the lease.
+    pub async fn active_job(&self) -> Option<usize> {
+        let holder = self.lease_holder().await?;
+        self.jobs.iter().position(|j| j.is_started() && j.job_id() == holder)
+    }
+
+    /// `/goim/online/room` count of `live://{room}` on logic node `i`.
+    pub async fn online_room(&self, i: usize, room: &str) -> Option<u64> {
+        let url = format!("{}/goim/online/room?type=live&rooms={room}", self.logic[i].url());
+        data_of(self.get(&url).await)?[room].as_u64()
+    }
+
+    /// `/goim/online/total` (ip_count, conn_count) on logic node `i`.
+    pub async fn online_total(&self, i: usize) -> Option<(u64, u64)> {
+        let d = data_of(self.get(&format!("{}/goim/online/total", self.logic[i].url())).await)?;
+        Some((d["ip_count"].as_u64()?, d["conn_count"].as_u64()?))
+    }
+
+    /// Prometheus text of `/metrics` on any node.
+    pub async fn metrics(&self, node: &ProcNode) -> Option<String> {
+        self.http.get(format!("{}/metrics", node.url())).send().await.ok()?.text().await.ok()
+    }
+
+    pub fn dump_logs(&self, lines: usize) {
+        for n in self.logic.iter().chain(&self.comets).chain(&self.jobs) {
+            eprintln!(
+                "\n----- {} ({}; {}) last {lines} lines -----\n{}",
+                n.name,
+                n.role.flag(),
+                n.log_path().display(),
+                n.log_tail(lines)
+            );
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let lines = std::env::var("GOIM_TEST_LOG_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+            eprintln!("\n===== test failed: tail of every node's log =====");
+            self.dump_logs(lines);
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it returns Some; panics after `within` (a `Cluster` in scope
+/// prints its nodes' logs as the panic unwinds).
+pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pushing with idempotent retries.
+
+/// One push as the pusher saw it.
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    pub key: String,
+    pub body: String,
+    /// When the first attempt was sent.
+    pub sent_at: Instant,
+    /// When an attempt returned code 0, and the reply's `data`.
+    pub acked: Option<(Instant, Value)>,
+    pub attempts: u32,
+    pub last_error: String,
+}
+
+impl PushOutcome {
+    pub fn room_seq(&self) -> Option<u64> {
+        self.acked.as_ref().and_then(|(_, d)| d["room_seq"].as_u64())
+    }
+
+    pub fn acked_at(&self) -> Option<Instant> {
+        self.acked.as_ref().map(|(t, _)| *t)
+    }
+}
+
+/// Pushes to logic nodes over HTTP with an `Idempotency-Key`: a failed attempt (connection
+/// error, timeout, a code other than 0 and -400) is retried with the same key on the next
+/// logic node until one returns code 0 or `give_up` has passed.
+#[derive(Clone)]
+pub struct Pusher {
+    http: reqwest::Client,
+    bases: Arc<Vec<String>>,
+    pub give_up: Duration,
+}
+
+/// One attempt's time limit: short, so a node stuck forwarding to a dead leader is left
+/// for another rather than waited for.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Pusher {
+    pub fn new(bases: Vec<String>) -> Pusher {
+        let http = reqwest::Client::builder()
+            .timeout(ATTEMPT_TIMEOUT)
+            .connect_timeout(Duration::from_millis(300))
+            .build()
+            .expect("http client");
+        Pusher { http, bases: Arc::new(bases), give_up: Duration::from_secs(20) }
+    }
+
+    /// `path` like `/goim/push/room?operation=1000&type=live&room=1`; the first attempt
+    /// goes to logic node `first`.
+    pub async fn push(&self, first: usize, path: &str, key: &str, body: &str) -> PushOutcome {
+        let sent_at = Instant::now();
+        let mut out = PushOutcome {
+            key: key.into(),
+            body: body.into(),
+            sent_at,
+            acked: None,
+            attempts: 0,
+            last_error: String::new(),
+        };
+        let mut node = first;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            out.attempts += 1;
+            let url = format!("{}{path}", self.bases[node % self.bases.len()]);
+            let attempt = self.http.post(&url).header("Idempotency-Key", key).body(body.to_string()).send();
+            let reply: Result<Value, String> = match attempt.await {
+                Ok(r) => r.json::<Value>().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match reply {
+                Ok(v) if v["code"] == 0 => {
+                    out.acked = Some((Instant::now(), v["data"].clone()));
+                    return out;
+                }
+                Ok(v) if v["code"] == -400 => {
+                    out.last_error = format!("{url}: refused: {v}");
+                    return out;
+                }
+                Ok(v) => out.last_error = format!("{url}: {v}"),
+                Err(e) => out.last_error = format!("{url}: {e}"),
+            }
+            if sent_at.elapsed() >= self.give_up {
+                return out;
+            }
+            node += 1;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Several pushers sending a steady stream of room pushes, each with a unique body (= its
+/// idempotency key): every `interval` each pusher starts one push (with its retries) without
+/// waiting for the previous one, so a stalled leader does not stall the stream.
+pub struct PushStream {
+    stop: CancellationToken,
+    pushers: Vec<JoinHandle<()>>,
+    outcomes: Arc<Mutex<Vec<PushOutcome>>>,
+}
+
+impl PushStream {
+    /// Pusher `p` sends to logic node `p` first (then rotates on failure); bodies are
+    /// `{prefix}-p{p}-{n}`.
+    pub fn start(
+        pusher: &Pusher,
+        pushers: usize,
+        interval: Duration,
+        path: &str,
+        prefix: &str,
+    ) -> PushStream {
+        let stop = CancellationToken::new();
+        let outcomes: Arc<Mutex<Vec<PushOutcome>>> = Arc::default();
+        let handles = (0..pushers)
+            .map(|p| {
+                let (pusher, stop, outcomes) = (pusher.clone(), stop.clone(), outcomes.clone());
+                let (path, prefix) = (path.to_string(), prefix.to_string());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut inflight = tokio::task::JoinSet::new();
+                    for n in 0u64.. {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tick.tick() => {}
+                        }
+                        let (pusher, outcomes, path) = (pusher.clone(), outcomes.clone(), path.clone());
+                        let body = format!("{prefix}-p{p}-{n}");
+                        inflight.spawn(async move {
+                            let out = pusher.push(p, &path, &body, &body).await;
+                            outcomes.lock().unwrap().push(out);
+                        });
+                        while inflight.try_join_next().is_some() {}
+                    }
+                    while let Some(r) = inflight.join_next().await {
+                        r.expect("push task");
+                    }
+                })
+            })
+            .collect();
+        PushStream { stop, pushers: handles, outcomes }
+    }
+
+    /// Outcomes of the pushes finished so far.
+    pub fn finished(&self) -> Vec<PushOutcome> {
+        self.outcomes.lock().unwrap().clone()
+    }
+
+    pub fn acked_count(&self) -> usize {
+        self.outcomes.lock().unwrap().iter().filter(|o| o.acked.is_some()).count()
+    }
+
+    /// The earliest ack of a push first sent at or after `t`.
+    pub fn first_ack_of_push_sent_after(&self, t: Instant) -> Option<Instant> {
+        self.outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|o| o.sent_at >= t)
+            .filter_map(PushOutcome::acked_at)
+            .min()
+    }
+
+    /// Stops sending, waits for the pushes in flight (bounded by the pusher's `give_up`),
+    /// returns every outcome.
+    pub async fn stop(self) -> Vec<PushOutcome> {
+        self.stop.cancel();
+        for h in self.pushers {
+            h.await.expect("pusher task");
+        }
+        let out = self.outcomes.lock().unwrap().clone();
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// goim clients.
+
+/// Connects to comet `node` over TCP or WebSocket and authenticates.
+pub async fn join(node: &ProcNode, ws: bool, req: &AuthRequest) -> (Client, AuthReply) {
+    let mut c = if ws {
+        Client::connect_ws(&node.ws_url()).await.unwrap_or_else(|e| panic!("ws connect {}: {e}", node.name))
+    } else {
+        Client::connect_tcp(&node.tcp_addr())
+            .await
+            .unwrap_or_else(|e| panic!("tcp connect {}: {e}", node.name))
+    };
+    let reply = c.auth(req).await.unwrap_or_else(|e| panic!("auth on {}: {e}", node.name));
+    (c, reply)
+}
+
+pub fn auth_req(mid: i64, key: &str, room: &str, accepts: &[i32]) -> AuthRequest {
+    AuthRequest {
+        mid,
+        key: key.into(),
+        room_id: room.into(),
+        platform: "test".into(),
+        accepts: accepts.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A client whose incoming application packets (op-9 batches flattened) are collected by a
+/// background task until `stop`, which hands the client back.
+pub struct Inbox {
+    pub name: String,
+    packets: Arc<Mutex<Vec<Packet>>>,
+    ended: Arc<Mutex<Option<String>>>,
+    stop: CancellationToken,
+    task: JoinHandle<Client>,
+}
+
+impl Inbox {
+    pub fn spawn(name: impl Into<String>, mut client: Client) -> Inbox {
+        let packets: Arc<Mutex<Vec<Packet>>> = Arc::default();
+        let ended: Arc<Mutex<Option<String>>> = Arc::default();
+        let stop = CancellationToken::new();
+        let task = {
+            let (packets, ended, stop) = (packets.clone(), ended.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        next = client.recv() => next,
+                    };
+                    match next {
+                        Ok(Some(p)) => packets.lock().unwrap().push(p),
+                        Ok(None) => {
+                            *ended.lock().unwrap() = Some("closed by the server".into());
+                            break;
+                        }
+                        Err(e) => {
+                            *ended.lock().unwrap() = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                client
+            })
+        };
+        Inbox { name: name.into(), packets, ended, stop, task }
+    }
+
+    pub fn packets(&self) -> Vec<Packet> {
+        self.packets.lock().unwrap().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.packets.lock().unwrap().len()
+    }
+
+    /// Why the connection ended, if it did.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap().clone()
+    }
+
+    /// Bodies received so far (lossy UTF-8).
+    pub fn bodies(&self) -> Vec<String> {
+        self.packets.lock().unwrap().iter().map(|p| String::from_utf8_lossy(&p.body).into_owned()).collect()
+    }
+
+    /// Stops collecting; returns the client and everything received.
+    pub async fn stop(self) -> (Client, Vec<Packet>) {
+        self.stop.cancel();
+        let client = self.task.await.expect("inbox task");
+        let packets = self.packets.lock().unwrap().clone();
+        (client, packets)
+    }
+}
+
+/// Checks the room packets (`op`) one client received: each body at most once, header seq
+/// (= room_seq) strictly +1 from one packet to the next. Returns body → room_seq.
+pub fn check_room_stream(who: &str, packets: &[Packet], op: i32) -> HashMap<String, u64> {
+    let room: Vec<&Packet> = packets.iter().filter(|p| p.op == op).collect();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for (i, p) in room.iter().enumerate() {
+        let body = String::from_utf8_lossy(&p.body).into_owned();
+        let seq = p.seq as u32 as u64;
+        if let Some(first) = seen.insert(body.clone(), seq) {
+            panic!("{who}: body {body:?} delivered twice (room_seq {first} and {seq})");
+        }
+        if i > 0 {
+            let prev = room[i - 1].seq as u32 as u64;
+            assert_eq!(
+                seq,
+                prev + 1,
+                "{who}: room_seq not +1 at packet {i} (body {body:?}): {prev} then {seq}"
+            );
+        }
+    }
+    seen
+}
+
+/// Every acknowledged push of `acked` is among `received` (body → room_seq) with the
+/// room_seq its reply named. Returns how many acknowledged pushes are still missing.
+pub fn missing_acked(received: &HashMap<String, u64>, acked: &[PushOutcome]) -> Vec<String> {
+    acked
+        .iter()
+        .filter(|o| o.acked.is_some())
+        .filter(|o| match (received.get(&o.body), o.room_seq()) {
+            (Some(got), Some(want)) => {
+                assert_eq!(*got, want, "push {:?} delivered with room_seq {got}, acked as {want}", o.body);
+                false
+            }
+            (Some(_), None) => false,
+            (None, _) => true,
+        })
+        .map(|o| o.body.clone())
+        .collect()
+}
+
+/// Median and max of durations, in ms.
+pub fn median_max_ms(samples: &[Duration]) -> (u128, u128) {
+    let mut ms: Vec<u128> = samples.iter().map(Duration::as_millis).collect();
+    ms.sort_unstable();
+    let median = if ms.is_empty() {
+        0
+    } else if ms.len() % 2 == 1 {
+        ms[ms.len() / 2]
+    } else {
+        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2
+    };
+    (median, ms.last().copied().unwrap_or(0))
+}

@@ -93,6 +93,8 @@ settings! {
     /// Push-log retention: records kept at most, and their longest age.
     retention_records: u64 = 1_000_000, "GOIM_RETENTION_RECORDS";
     retention_ms: u64 = 24 * 3600 * 1000, "GOIM_RETENTION_MS";
+    /// Write batches (Raft entries of many client writes) committing at once.
+    raft_batches_in_flight: usize = 2, "GOIM_RAFT_BATCHES_IN_FLIGHT";
     /// Build a Raft snapshot every this many log entries.
     snapshot_every: u64 = 20_000, "GOIM_SNAPSHOT_EVERY";
     /// Log filter (tracing env-filter syntax).

@@ -36,6 +36,7 @@ pub async fn run(
         rc.election_min_ms = cfg.raft_election_min_ms;
         rc.election_max_ms = cfg.raft_election_max_ms;
         rc.snapshot_every = cfg.snapshot_every;
+        rc.batches_in_flight = cfg.raft_batches_in_flight;
         let cluster = Cluster::start(rc, endpoint.clone()).await.context("starting raft")?;
         Some(Logic::start(&cfg, cluster, &endpoint, shutdown.clone()))
     } else {

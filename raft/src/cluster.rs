@@ -34,6 +34,8 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// How long `write` keeps retrying while there is no reachable leader.
     pub write_timeout: Duration,
+    /// Write batches committing at once (see `proposer`).
+    pub batches_in_flight: usize,
 }
 
 impl ClusterConfig {
@@ -48,6 +50,7 @@ impl ClusterConfig {
             election_max_ms: 800,
             snapshot_every: 20_000,
             write_timeout: Duration::from_secs(5),
+            batches_in_flight: 2,
         }
     }
 }
@@ -101,7 +104,7 @@ impl Cluster {
             write_timeout: cfg.write_timeout,
             proposer,
         });
-        tokio::spawn(proposer::run(Arc::downgrade(&cluster), proposals));
+        tokio::spawn(proposer::run(Arc::downgrade(&cluster), proposals, cfg.batches_in_flight));
         endpoint.register(Service::Raft, Arc::new(RaftService { cluster: cluster.clone() }));
 
         let mut voters = cfg.peers.clone();

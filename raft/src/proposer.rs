@@ -12,7 +12,6 @@ use crate::network::WriteError;
 
 const MAX_BATCH: usize = 4096;
 const MAX_BATCH_BYTES: usize = 4 << 20;
-const IN_FLIGHT: usize = 4;
 
 pub(crate) struct Pending {
     req: Request,
@@ -45,8 +44,9 @@ fn size_of(req: &Request) -> usize {
 }
 
 /// Runs until every `Proposer` handle is gone or the cluster is dropped.
-pub(crate) async fn run(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+/// `in_flight` batches are committing at most at once.
+pub(crate) async fn run(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<Pending>, in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
     let mut queue: Vec<Pending> = Vec::new();
     loop {
         // Wait for a free slot first: writes keep queueing meanwhile, so batches grow with load.

@@ -8,7 +8,7 @@ use goim_net::rpc::PushTarget;
 use goim_raft::command::*;
 use goim_raft::{Reply, Request, TypeConfig};
 use goim_storage::tables::sessions::Session;
-use goim_storage::tables::{comets, offsets, pushlog, sessions};
+use goim_storage::tables::{comets, offsets, pushlog, requests, sessions};
 use goim_storage::StateMachine;
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
@@ -115,10 +115,17 @@ async fn a_retried_push_applies_once_and_ids_expire() {
         Reply::Batch(vec![Reply::Pushed { seq: 1, room_seq: 1 }, Reply::Pushed { seq: 2, room_seq: 2 }])
     );
     assert_eq!(pushlog::head(&sm.sm.view(), 0).unwrap().last_seq, 2);
-    // Long after, "x" is forgotten: a push with that id is new again.
-    let later = 1_000 + goim_storage::tables::requests::REMEMBER_MS + 1;
-    sm.one(push_with_id("z", room(), later)).await;
+    // Long after, "x" is forgotten (expiry runs per batch): a push with that id is new again.
+    let later = 1_000 + requests::REMEMBER_MS + 1;
+    sm.one(Request::Batch(vec![push_with_id("z", room(), later)])).await;
     assert_eq!(sm.one(push_with_id("x", room(), later)).await, Reply::Pushed { seq: 4, room_seq: 4 });
+    // Generated (time-ordered) ids expire the same way.
+    let g = requests::generated_id(later, 7);
+    sm.one(push_with_id(&g, room(), later)).await;
+    assert!(requests::get(&sm.sm.view(), &g).unwrap().is_some());
+    let much_later = later + requests::REMEMBER_MS + 1;
+    sm.one(Request::Batch(vec![push_with_id("w", room(), much_later)])).await;
+    assert!(requests::get(&sm.sm.view(), &g).unwrap().is_none(), "forgotten");
 }
 
 #[tokio::test]

@@ -22,7 +22,10 @@ impl<C: GoimTypes> Flusher<C> {
         tokio::spawn(async move {
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, 4096).await > 0 {
+                let started = std::time::Instant::now();
                 let result = db.flush_async().await;
+                metrics::histogram!("goim_storage_log_flush_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("goim_storage_log_flush_appends").record(batch.len() as f64);
                 for callback in batch.drain(..) {
                     let r = match &result {
                         Ok(_) => Ok(()),

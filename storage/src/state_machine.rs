@@ -111,6 +111,7 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut txn = Txn::new(&self.tree);
         let mut replies = Vec::new();
         let mut last = None;
@@ -134,6 +135,7 @@ where
         txn.put(APPLIED.to_vec(), &last).map_err(write_sm)?;
         let pushed = txn.pushed;
         txn.commit().map_err(write_sm)?;
+        metrics::histogram!("goim_storage_apply_seconds").record(started.elapsed().as_secs_f64());
         if pushed {
             self.wake_tails();
         }

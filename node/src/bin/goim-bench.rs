@@ -1,7 +1,9 @@
-//! `goim-bench fanout`: room fan-out benchmark against a running node. Opens N WebSocket
-//! clients in one room (spread over tasks), pushes to the room at a steady rate through the
-//! HTTP API, and reports delivered messages/s and push→receive latency percentiles. Each
-//! push body carries its send time, so latency is measured per delivery.
+//! Benchmarks against running nodes (see docs/BENCHMARKS.md):
+//! - `goim-bench fanout`: N WebSocket clients in one room, room pushes at a steady rate
+//!   through the HTTP API; reports delivered messages/s and push→receive latency
+//!   percentiles (each push body carries its send time).
+//! - `goim-bench push`: many concurrent HTTP clients pushing to logic nodes; reports
+//!   acknowledged (committed, fsync'd) pushes/s and ack latency percentiles.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,8 +13,33 @@ use goim_net::client::{AuthRequest, Client};
 use tokio::sync::Mutex;
 
 #[derive(Parser, Debug)]
-#[command(about = "room fan-out benchmark: N WebSocket clients in one room, pushes at a steady rate")]
-struct Args {
+#[command(about = "goim-rs benchmarks")]
+enum Bench {
+    /// Room fan-out: N WebSocket clients in one room, pushes at a steady rate.
+    Fanout(FanoutArgs),
+    /// Acknowledged pushes/s: concurrent HTTP pushers against logic nodes.
+    Push(PushArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct PushArgs {
+    /// HTTP addresses of logic nodes, comma-separated (pushers spread over them).
+    #[arg(long, default_value = "127.0.0.1:3111")]
+    http: String,
+    /// Concurrent pushers (each keeps one request in flight).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    #[arg(long, default_value_t = 64)]
+    body: usize,
+    /// Rooms pushed to, round robin.
+    #[arg(long, default_value_t = 100)]
+    rooms: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct FanoutArgs {
     /// HTTP address of a logic node.
     #[arg(long, default_value = "127.0.0.1:3111")]
     http: String,
@@ -40,7 +67,72 @@ fn now_us() -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Bench::parse() {
+        Bench::Fanout(args) => fanout(args).await,
+        Bench::Push(args) => push(args).await,
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+async fn push(args: PushArgs) -> anyhow::Result<()> {
+    let targets: Vec<String> = args.http.split(',').map(|h| h.trim().to_string()).collect();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let body = "x".repeat(args.body);
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..args.concurrency {
+        let url = format!("http://{}/goim/push/room?operation=1000&type=live", targets[w % targets.len()]);
+        let (http, body, rooms) = (http.clone(), body.clone(), args.rooms.max(1));
+        workers.spawn(async move {
+            let (mut acked, mut failed, mut lat) = (0u64, 0u64, Vec::new());
+            let mut i = w;
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let reply = http.post(format!("{url}&room={}", i % rooms)).body(body.clone()).send().await;
+                let ok = match reply {
+                    Ok(r) => r.json::<serde_json::Value>().await.map(|v| v["code"] == 0).unwrap_or(false),
+                    Err(_) => false,
+                };
+                if ok {
+                    acked += 1;
+                    lat.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                } else {
+                    failed += 1;
+                }
+                i += ROOM_STRIDE;
+            }
+            (acked, failed, lat)
+        });
+    }
+    let started = Instant::now();
+    let (mut acked, mut failed, mut lat) = (0u64, 0u64, Vec::new());
+    while let Some(r) = workers.join_next().await {
+        let (a, f, l) = r?;
+        acked += a;
+        failed += f;
+        lat.extend(l);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    println!("pushers            {} over {}", args.concurrency, args.http);
+    println!("acked pushes       {acked} in {secs:.1} s = {:.0}/s ({failed} failed)", acked as f64 / secs);
+    println!(
+        "ack latency ms     p50 {:.1}  p99 {:.1}  max {:.1}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0)
+    );
+    Ok(())
+}
+
+/// Pushers step through rooms so concurrent requests spread over them.
+const ROOM_STRIDE: usize = 7;
+
+async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let room_id = format!("live://{}", args.room);
     let delivered = Arc::new(AtomicU64::new(0));
     let latencies: Arc<Mutex<Vec<u32>>> = Arc::default();
@@ -148,11 +240,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut lat = std::mem::take(&mut *latencies.lock().await);
     lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0)
-            as f64
-            / 1000.0
-    };
+    let pct = |p: f64| percentile(&lat, p);
     let got = delivered.load(Ordering::Relaxed);
     println!("clients            {}", args.clients);
     println!(

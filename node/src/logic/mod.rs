@@ -13,7 +13,7 @@ use goim_net::rpc::logic::CometInfo;
 use goim_net::rpc::Service;
 use goim_raft::command::{Push, PushTo};
 use goim_raft::{Cluster, Reply, Request, WriteError};
-use goim_storage::tables::comets;
+use goim_storage::tables::{comets, requests};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
@@ -67,11 +67,12 @@ impl Logic {
         body: bytes::Bytes,
         idempotency_key: Option<&str>,
     ) -> Result<Pushed, WriteError> {
+        let ts_ms = now_ms();
         let id = match idempotency_key {
-            Some(k) => format!("k:{k}"),
-            None => format!("g:{:032x}", rand::random::<u128>()),
+            Some(k) => requests::client_id(k),
+            None => requests::generated_id(ts_ms, rand::random()),
         };
-        let cmd = Request::Push(Push { id, to, op, body, ts_ms: now_ms() });
+        let cmd = Request::Push(Push { id, to, op, body, ts_ms });
         match self.cluster.write(cmd).await? {
             Reply::Pushed { seq, room_seq } => Ok(Pushed { seq, room_seq }),
             other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),

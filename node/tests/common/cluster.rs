@@ -12,7 +12,8 @@
 //! Each child's stdout and stderr go to `node.log` in its temp dir, together with the
 //! harness's own notes (start, kill), so a failure can be read as one story: when a test
 //! panics, `Cluster`'s drop prints the tail of every node's log (`GOIM_TEST_LOG_LINES` lines,
-//! default 60; `GOIM_TEST_LOG` sets the children's log filter).
+//! default 60; `GOIM_TEST_LOG` sets the children's log filter; with `GOIM_TEST_KEEP` set the
+//! temp dirs of a failed test are kept).
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
 use std::collections::HashMap;
@@ -106,7 +107,9 @@ pub struct ProcNode {
     pub ws: SocketAddr,
     pub quic: SocketAddr,
     args: Vec<String>,
-    dir: tempfile::TempDir,
+    /// Holds the node's temp dir (data dir and log); None once kept for a post-mortem.
+    tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
     child: Option<Child>,
 }
 
@@ -118,6 +121,7 @@ impl ProcNode {
         let tcp: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind((ip, 0)).expect("bind tcp")).collect();
         let udp = UdpSocket::bind((ip, 0)).expect("bind udp");
         let port = |l: &TcpListener| l.local_addr().unwrap();
+        let tmp = tempfile::tempdir().expect("temp dir");
         ProcNode {
             name,
             role,
@@ -128,7 +132,8 @@ impl ProcNode {
             ws: port(&tcp[2]),
             quic: udp.local_addr().unwrap(),
             args: Vec::new(),
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: tmp.path().to_path_buf(),
+            tmp: Some(tmp),
             child: None,
         }
     }
@@ -158,11 +163,11 @@ impl ProcNode {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.dir.join("data")
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("node.log")
+        self.dir.join("node.log")
     }
 
     pub fn url(&self) -> String {
@@ -189,6 +194,13 @@ impl ProcNode {
     /// The id a job holds its lease under (see node.rs).
     pub fn job_id(&self) -> String {
         format!("job-{}", self.quic)
+    }
+
+    /// Keeps the temp dir (data and log) after the test.
+    pub fn keep_dir(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = tmp.keep();
+        }
     }
 
     pub fn is_started(&self) -> bool {
@@ -414,18 +426,23 @@ impl Cluster {
         data_of(self.get(&format!("{}/cluster/status", self.logic[i].url())).await)
     }
 
-    /// The leader's index in `logic`: named as leader by a node and confirming it itself.
+    /// The leader's index in `logic`: the node in state Leader with the highest term, named
+    /// leader at that term by a majority of the voters (itself included). A restarted former
+    /// leader may claim leadership of its old term for a while; it is not counted.
     pub async fn leader(&self) -> Option<usize> {
+        let mut statuses = Vec::new();
         for i in self.started_logic() {
-            let Some(id) = self.status(i).await.and_then(|s| s["leader"].as_u64()) else {
-                continue;
-            };
-            let l = self.logic_index(id)?;
-            if self.status(l).await.is_some_and(|s| s["state"] == "Leader" && s["leader"] == id) {
-                return Some(l);
+            if let Some(s) = self.status(i).await {
+                statuses.push((i, s));
             }
         }
-        None
+        let (li, ls) = statuses
+            .iter()
+            .filter(|(_, s)| s["state"] == "Leader")
+            .max_by_key(|(_, s)| s["term"].as_u64())?;
+        let (id, term) = (self.logic[*li].id, &ls["term"]);
+        let named = statuses.iter().filter(|(_, s)| s["leader"] == id && &s["term"] == term).count();
+        (named * 2 > self.logic.len()).then_some(*li)
     }
 
     pub async fn wait_leader(&self, within: Duration) -> usize {
@@ -436,14 +453,19 @@ impl Cluster {
         self.status(i).await.and_then(|s| s["applied_index"].as_u64())
     }
 
-    /// Waits until logic node `i` has applied everything the leader had applied when asked.
+    /// Waits until logic node `i` follows the leader and has applied everything the leader
+    /// had applied when asked.
     pub async fn wait_caught_up(&self, i: usize, within: Duration) {
         let leader = self.wait_leader(within).await;
+        let id = self.logic[leader].id;
         let target = wait_for(within, "leader's applied index", || self.applied_index(leader)).await;
-        let what = format!("{} caught up to index {target}", self.logic[i].name);
+        let what = format!(
+            "{} to follow {} and apply up to index {target}",
+            self.logic[i].name, self.logic[leader].name
+        );
         wait_for(within, &what, || async {
             let s = self.status(i).await?;
-            (s["leader"].is_u64() && s["applied_index"].as_u64()? >= target).then_some(())
+            (s["leader"] == id && s["applied_index"].as_u64()? >= target).then_some(())
         })
         .await
     }
@@ -524,6 +546,28 @@ impl Cluster {
         self.http.get(format!("{}/metrics", node.url())).send().await.ok()?.text().await.ok()
     }
 
+    /// Prints every running logic node's `/cluster/status` (from a thread of its own: this
+    /// runs in `drop`, maybe inside the test's runtime).
+    pub fn dump_statuses(&self) {
+        let urls: Vec<(String, String)> =
+            self.logic.iter().filter(|n| n.is_started()).map(|n| (n.name.clone(), n.url())).collect();
+        let printed = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let client = short_client();
+                for (name, url) in urls {
+                    let status = try_get(&client, &format!("{url}/cluster/status")).await;
+                    eprintln!("\n----- {name} /cluster/status -----\n{}", status.unwrap_or_default());
+                }
+            });
+            Some(())
+        })
+        .join();
+        if printed.is_err() {
+            eprintln!("(could not read /cluster/status)");
+        }
+    }
+
     pub fn dump_logs(&self, lines: usize) {
         for n in self.logic.iter().chain(&self.comets).chain(&self.jobs) {
             eprintln!(
@@ -543,6 +587,13 @@ impl Drop for Cluster {
             let lines = std::env::var("GOIM_TEST_LOG_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
             eprintln!("\n===== test failed: tail of every node's log =====");
             self.dump_logs(lines);
+            self.dump_statuses();
+            if std::env::var_os("GOIM_TEST_KEEP").is_some() {
+                for n in self.logic.iter_mut().chain(self.comets.iter_mut()).chain(self.jobs.iter_mut()) {
+                    n.keep_dir();
+                }
+                eprintln!("GOIM_TEST_KEEP: data dirs and logs kept (paths above)");
+            }
         }
     }
 }
@@ -660,12 +711,16 @@ impl Pusher {
 
 /// Several pushers sending a steady stream of room pushes, each with a unique body (= its
 /// idempotency key): every `interval` each pusher starts one push (with its retries) without
-/// waiting for the previous one, so a stalled leader does not stall the stream.
+/// waiting for the previous one, so pushes keep being sent while earlier ones retry; at most
+/// `WINDOW` per pusher are in flight, so an outage does not become a storm of retries.
 pub struct PushStream {
     stop: CancellationToken,
     pushers: Vec<JoinHandle<()>>,
     outcomes: Arc<Mutex<Vec<PushOutcome>>>,
 }
+
+/// Pushes in flight per pusher, at most.
+pub const WINDOW: usize = 8;
 
 impl PushStream {
     /// Pusher `p` sends to logic node `p` first (then rotates on failure); bodies are
@@ -687,18 +742,25 @@ impl PushStream {
                     let mut tick = tokio::time::interval(interval);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     let mut inflight = tokio::task::JoinSet::new();
-                    for n in 0u64.. {
+                    let mut n = 0u64;
+                    loop {
                         tokio::select! {
                             _ = stop.cancelled() => break,
                             _ = tick.tick() => {}
                         }
+                        while let Some(r) = inflight.try_join_next() {
+                            r.expect("push task");
+                        }
+                        if inflight.len() >= WINDOW {
+                            continue;
+                        }
                         let (pusher, outcomes, path) = (pusher.clone(), outcomes.clone(), path.clone());
                         let body = format!("{prefix}-p{p}-{n}");
+                        n += 1;
                         inflight.spawn(async move {
                             let out = pusher.push(p, &path, &body, &body).await;
                             outcomes.lock().unwrap().push(out);
                         });
-                        while inflight.try_join_next().is_some() {}
                     }
                     while let Some(r) = inflight.join_next().await {
                         r.expect("push task");

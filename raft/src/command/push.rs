@@ -37,7 +37,6 @@ impl Push {
         if let Some(o) = requests::get(txn, &self.id)? {
             return Ok(Reply::Pushed { seq: o.seq, room_seq: o.room_seq });
         }
-        requests::expire(txn, self.ts_ms)?;
         let reply = self.append(txn)?;
         if let Reply::Pushed { seq, room_seq } = reply {
             requests::put(txn, &self.id, Outcome { seq, room_seq, ts_ms: self.ts_ms })?;

@@ -156,7 +156,12 @@ impl ProcNode {
             "--quic-addr".into(),
             self.quic.to_string(),
         ];
-        args.extend(FAST_TIMINGS.iter().map(|s| s.to_string()));
+        // `extra` may set one of the fast timings differently (a flag may be given once).
+        for pair in FAST_TIMINGS.chunks(2) {
+            if !extra.contains(&pair[0]) {
+                args.extend(pair.iter().map(|s| s.to_string()));
+            }
+        }
         args.extend(specific);
         args.extend(extra.iter().map(|s| s.to_string()));
         self.args = args;
@@ -331,7 +336,7 @@ impl Cluster {
         Cluster::start_with(logic, comets, jobs, &[]).await
     }
 
-    /// As `start`, with more `goim run` flags for every process.
+    /// As `start`, with more `goim run` flags for every process (overriding `FAST_TIMINGS`).
     pub async fn start_with(logic: usize, comets: usize, jobs: usize, extra: &[&str]) -> Cluster {
         let began = Instant::now();
         let mut c = Cluster {
@@ -898,45 +903,57 @@ impl Inbox {
     }
 }
 
-/// Checks the room packets (`op`) one client received: each body at most once, header seq
-/// (= room_seq) strictly +1 from one packet to the next. Returns body → room_seq.
-pub fn check_room_stream(who: &str, packets: &[Packet], op: i32) -> HashMap<String, u64> {
-    let room: Vec<&Packet> = packets.iter().filter(|p| p.op == op).collect();
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    for (i, p) in room.iter().enumerate() {
-        let body = String::from_utf8_lossy(&p.body).into_owned();
-        let seq = p.seq as u32 as u64;
-        if let Some(first) = seen.insert(body.clone(), seq) {
-            panic!("{who}: body {body:?} delivered twice (room_seq {first} and {seq})");
-        }
-        if i > 0 {
-            let prev = room[i - 1].seq as u32 as u64;
-            assert_eq!(
-                seq,
-                prev + 1,
-                "{who}: room_seq not +1 at packet {i} (body {body:?}): {prev} then {seq}"
-            );
-        }
-    }
-    seen
+/// What one client's room stream (packets of `op`) looks like: body → room_seq, and every
+/// violation found: a body received twice, a header seq (= room_seq) that is not the
+/// previous one +1 (a gap or a step back).
+pub struct RoomCheck {
+    pub received: HashMap<String, u64>,
+    pub problems: Vec<String>,
 }
 
-/// Every acknowledged push of `acked` is among `received` (body → room_seq) with the
-/// room_seq its reply named. Returns how many acknowledged pushes are still missing.
-pub fn missing_acked(received: &HashMap<String, u64>, acked: &[PushOutcome]) -> Vec<String> {
-    acked
-        .iter()
-        .filter(|o| o.acked.is_some())
-        .filter(|o| match (received.get(&o.body), o.room_seq()) {
-            (Some(got), Some(want)) => {
-                assert_eq!(*got, want, "push {:?} delivered with room_seq {got}, acked as {want}", o.body);
-                false
+pub fn room_check(who: &str, packets: &[Packet], op: i32) -> RoomCheck {
+    let mut received: HashMap<String, u64> = HashMap::new();
+    let mut problems = Vec::new();
+    let mut prev: Option<u64> = None;
+    for p in packets.iter().filter(|p| p.op == op) {
+        let body = String::from_utf8_lossy(&p.body).into_owned();
+        let seq = p.seq as u32 as u64;
+        if let Some(first) = received.insert(body.clone(), seq) {
+            problems.push(format!("{who}: {body:?} delivered twice (room_seq {first} and {seq})"));
+        }
+        if let Some(prev) = prev.filter(|&prev| seq != prev + 1) {
+            problems.push(format!("{who}: room_seq {prev} then {seq} ({body:?}): not +1"));
+        }
+        prev = Some(seq);
+    }
+    RoomCheck { received, problems }
+}
+
+/// `room_check`, panicking on any violation. Returns body → room_seq.
+pub fn check_room_stream(who: &str, packets: &[Packet], op: i32) -> HashMap<String, u64> {
+    let check = room_check(who, packets, op);
+    assert!(check.problems.is_empty(), "{}", check.problems.join("\n"));
+    check.received
+}
+
+/// Acknowledged pushes of `acked` not among `received` (body → room_seq), and those received
+/// with another room_seq than their reply named.
+pub fn acked_problems(
+    who: &str,
+    received: &HashMap<String, u64>,
+    acked: &[PushOutcome],
+) -> (Vec<String>, Vec<String>) {
+    let (mut missing, mut wrong) = (Vec::new(), Vec::new());
+    for o in acked.iter().filter(|o| o.acked.is_some()) {
+        match (received.get(&o.body), o.room_seq()) {
+            (None, _) => missing.push(o.body.clone()),
+            (Some(got), Some(want)) if *got != want => {
+                wrong.push(format!("{who}: {:?} delivered as room_seq {got}, acknowledged as {want}", o.body))
             }
-            (Some(_), None) => false,
-            (None, _) => true,
-        })
-        .map(|o| o.body.clone())
-        .collect()
+            _ => {}
+        }
+    }
+    (missing, wrong)
 }
 
 /// Median and max of durations, in ms.
@@ -951,4 +968,31 @@ pub fn median_max_ms(samples: &[Duration]) -> (u128, u128) {
         (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2
     };
     (median, ms.last().copied().unwrap_or(0))
+}
+
+// ---------------------------------------------------------------------------------------
+// Growing the group (membership tests).
+
+impl Cluster {
+    /// Starts logic node `id` on a fresh address, outside the initial voters: it waits to
+    /// be added (`goim cluster add`). Returns its index in `logic`.
+    pub fn spawn_joining_logic(&mut self, id: u64, extra: &[&str]) -> usize {
+        let mut n = ProcNode::new(format!("logic{id}"), Role::Logic, id);
+        n.set_args(vec!["--peers".into(), self.peers()], extra);
+        n.spawn();
+        self.logic.push(n);
+        self.logic.len() - 1
+    }
+
+    /// Runs `goim cluster <args…> --http <logic node i>` and returns its JSON output.
+    pub fn cluster_cli(&self, i: usize, args: &[&str]) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_goim"))
+            .arg("cluster")
+            .args(args)
+            .args(["--http", &self.logic[i].http.to_string()])
+            .output()
+            .expect("run goim cluster");
+        assert!(out.status.success(), "goim cluster {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON from goim cluster")
+    }
 }

@@ -23,13 +23,14 @@ impl Health {
         if let Some(logic) = &self.logic {
             let m = logic.cluster.raft.metrics().borrow().clone();
             let member = m.membership_config.membership().get_node(&m.id).is_some();
-            let status = match (member, m.current_leader) {
+            let leader = logic.cluster.leader();
+            let status = match (member, leader) {
                 (false, _) => "not a cluster member (yet)",
                 (true, None) => "no leader",
                 (true, Some(_)) => "ok",
             };
             let code = if status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            return (code, json!({ "status": status, "roles": self.roles, "leader": m.current_leader }));
+            return (code, json!({ "status": status, "roles": self.roles, "leader": leader }));
         }
         (StatusCode::OK, json!({ "status": "ok", "roles": self.roles }))
     }

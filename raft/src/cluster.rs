@@ -61,6 +61,7 @@ pub struct Cluster {
     pub node_id: u64,
     endpoint: Arc<QuicEndpoint>,
     write_timeout: Duration,
+    election_max_ms: u64,
     proposer: Proposer,
 }
 
@@ -85,7 +86,9 @@ impl Cluster {
             election_timeout_max: cfg.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: 1_000,
-            max_payload_entries: 1_000,
+            // openraft bounds every AppendEntries by the heartbeat interval: keep payloads
+            // small enough to replicate within it on a busy machine (batches are <= 256 KiB).
+            max_payload_entries: 16,
             // Snapshot chunks can be MBs; give each chunk RPC time on a busy machine.
             install_snapshot_timeout: 10_000,
             ..Default::default()
@@ -102,6 +105,7 @@ impl Cluster {
             node_id: cfg.node_id,
             endpoint: endpoint.clone(),
             write_timeout: cfg.write_timeout,
+            election_max_ms: cfg.election_max_ms,
             proposer,
         });
         tokio::spawn(proposer::run(Arc::downgrade(&cluster), proposals, cfg.batches_in_flight));
@@ -128,8 +132,18 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The leader this node trusts right now. A node that believes it leads but has not
+    /// heard from a quorum within an election timeout (e.g. a restarted ex-leader) does not
+    /// count: it cannot commit, so writes must not wait on it.
     pub fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        if leader != self.node_id {
+            return Some(leader);
+        }
+        let alone = m.membership_config.membership().voter_ids().all(|id| id == self.node_id);
+        let quorum_recent = m.millis_since_quorum_ack.is_some_and(|ms| ms <= self.election_max_ms);
+        (alone || quorum_recent).then_some(leader)
     }
 
     /// Commits `req` (batched with concurrent writes) through the leader and returns its
@@ -162,8 +176,15 @@ impl Cluster {
         let mut backoff = Duration::from_millis(20);
         loop {
             let result = match self.leader_addr() {
-                Some(None) => self.run_local(op.clone()).await,
-                Some(Some(addr)) => self.forward(&addr, &op).await,
+                Some((_, None)) => self.run_local(op.clone()).await,
+                Some((leader, Some(addr))) => {
+                    // A forward to a leader that just died would wait for its timeout;
+                    // give up on it as soon as this node sees another leader (or none).
+                    tokio::select! {
+                        r = self.forward(&addr, &op) => r,
+                        _ = self.leader_changed_from(leader) => Err(WriteError::Transport("leader changed".into())),
+                    }
+                }
                 None => Err(WriteError::NoLeader),
             };
             match result {
@@ -181,14 +202,27 @@ impl Cluster {
         }
     }
 
-    /// `Some(None)`: this node leads. `Some(Some(addr))`: the leader is at `addr`.
-    fn leader_addr(&self) -> Option<Option<String>> {
-        let m = self.raft.metrics().borrow().clone();
-        let leader = m.current_leader?;
+    /// The trusted leader and its address (`None` when it is this node).
+    fn leader_addr(&self) -> Option<(u64, Option<String>)> {
+        let leader = self.leader()?;
         if leader == self.node_id {
-            return Some(None);
+            return Some((leader, None));
         }
-        m.membership_config.membership().get_node(&leader).map(|n| Some(n.addr.clone()))
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config.membership().get_node(&leader).map(|n| (leader, Some(n.addr.clone())))
+    }
+
+    /// Resolves once this node's view of the leader is no longer `leader`.
+    async fn leader_changed_from(&self, leader: u64) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics.borrow_and_update().current_leader != Some(leader) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     async fn forward(&self, addr: &str, op: &LeaderOp) -> Result<LeaderReply, WriteError> {

@@ -11,7 +11,7 @@ use crate::command::{Reply, Request};
 use crate::network::WriteError;
 
 const MAX_BATCH: usize = 4096;
-const MAX_BATCH_BYTES: usize = 4 << 20;
+const MAX_BATCH_BYTES: usize = 256 << 10;
 
 pub(crate) struct Pending {
     req: Request,

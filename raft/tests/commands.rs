@@ -168,10 +168,13 @@ fn renew(id: &str, now_ms: u64, rooms: &[(&str, u32)]) -> Request {
 async fn renewals_sum_rooms_and_tick_expires_dead_comets_with_their_sessions() {
     let mut sm = Sm::new().await;
     sm.apply(vec![connect("a", 1, "c1", 1), connect("b", 2, "c2", 2)]).await;
-    sm.one(renew("c1", 0, &[("live://1", 3)])).await;
+    let first = sm.one(renew("c1", 0, &[("live://1", 3)])).await;
+    assert!(matches!(first, Reply::RoomCounts { known: false, .. }), "new comet: {first:?}");
     let reply = sm.one(renew("c2", 500, &[("live://1", 2), ("live://2", 1)])).await;
     let want: BTreeMap<String, u64> = [("live://1".to_string(), 5), ("live://2".to_string(), 1)].into();
-    assert_eq!(reply, Reply::RoomCounts(want));
+    assert_eq!(reply, Reply::RoomCounts { counts: want, known: false });
+    let again = sm.one(renew("c2", 600, &[("live://1", 2), ("live://2", 1)])).await;
+    assert!(matches!(again, Reply::RoomCounts { known: true, .. }));
 
     // At 1200 ms c1 (expires 1000) is dead, c2 (expires 1500) is not.
     sm.one(Request::Tick(Tick { now_ms: 1_200 })).await;
@@ -181,6 +184,29 @@ async fn renewals_sum_rooms_and_tick_expires_dead_comets_with_their_sessions() {
     assert!(sessions::get(&view, "b").unwrap().is_some());
     let totals = comets::room_totals(&view).unwrap();
     assert_eq!(totals.get("live://1"), Some(&2));
+
+    // c1 comes back after its expiry: it learns it was dropped and resyncs; a key that
+    // connected elsewhere meanwhile is reported stale rather than overwritten.
+    assert!(matches!(sm.one(renew("c1", 1_300, &[])).await, Reply::RoomCounts { known: false, .. }));
+    sm.one(connect("moved", 9, "c2", 77)).await;
+    let live = |key: &str, conn| goim_net::rpc::logic::LiveSession {
+        key: key.into(),
+        mid: 1,
+        conn,
+        room: "live://1".into(),
+        accepts: vec![],
+        ip: "127.0.0.1".into(),
+    };
+    let reply = sm
+        .one(Request::Resync(Resync {
+            comet: "c1".into(),
+            sessions: vec![live("a", 1), live("moved", 5)],
+            now_ms: 1_300,
+        }))
+        .await;
+    assert_eq!(reply, Reply::Stale(vec![("moved".into(), 5)]));
+    assert_eq!(sessions::get(&view, "a").unwrap().map(|s| s.comet), Some("c1".into()));
+    assert_eq!(sessions::get(&view, "moved").unwrap().map(|s| s.comet), Some("c2".into()));
 }
 
 #[tokio::test]

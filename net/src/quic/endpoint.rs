@@ -112,7 +112,7 @@ impl QuicEndpoint {
         let connecting = self.endpoint.connect_with(self.client.clone(), addr, SERVER_NAME)?;
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(conn) => Ok(conn?),
-            Err(_) => Err(QuicError::Timeout),
+            Err(_) => Err(QuicError::DialTimeout(peer.to_string())),
         }
     }
 

@@ -31,6 +31,8 @@ pub enum QuicError {
     NoReply,
     #[error("timed out")]
     Timeout,
+    #[error("no answer from {0} while connecting")]
+    DialTimeout(String),
     #[error("codec: {0}")]
     Serial(#[from] SerialError),
     #[error("tls: {0}")]

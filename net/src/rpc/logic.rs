@@ -33,6 +33,17 @@ pub struct AuthBody {
     pub token: Option<String>,
 }
 
+/// One live connection of a comet, as `Resync` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSession {
+    pub key: String,
+    pub mid: i64,
+    pub conn: u64,
+    pub room: String,
+    pub accepts: Vec<i32>,
+    pub ip: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogicRequest {
     Connect {
@@ -58,6 +69,12 @@ pub enum LogicRequest {
         rooms: BTreeMap<String, u32>,
         conn_count: u32,
         ip_count: u32,
+    },
+    /// The comet's live connections, re-registered after logic had expired the comet (its
+    /// renewals were not getting through): the session table is rebuilt from the comet.
+    Resync {
+        comet: String,
+        sessions: Vec<LiveSession>,
     },
     /// An uplink message (op 4) from a client.
     Receive {
@@ -100,6 +117,10 @@ pub enum LogicReply {
     Done,
     /// Cluster-wide online count per room, summed over every comet.
     RoomCounts(BTreeMap<String, u64>),
+    /// As `RoomCounts`, but the comet had expired (or is new): it must `Resync`.
+    Reregistered(BTreeMap<String, u64>),
+    /// After a `Resync`: connections whose key now lives elsewhere; the comet closes them.
+    Stale(Vec<(String, u64)>),
     Pushed {
         seq: u64,
     },

@@ -38,12 +38,18 @@ impl LogicClient {
 
     /// One attempt per configured node at most; the last error is returned.
     pub async fn call(&self, req: &LogicRequest) -> LogicResult {
+        self.call_within(req, self.timeout).await
+    }
+
+    /// As `call`, each attempt bounded by `timeout` (for calls that must fail over faster
+    /// than the default, e.g. lease renewals inside their TTL).
+    pub async fn call_within(&self, req: &LogicRequest, timeout: Duration) -> LogicResult {
         let mut last = RpcError::Unavailable("no logic nodes configured".into());
         for _ in 0..self.addrs.len() {
             let Some(addr) = self.current_addr() else {
                 break;
             };
-            match self.endpoint.call::<_, LogicResult>(addr, Service::Logic, req, self.timeout).await {
+            match self.endpoint.call::<_, LogicResult>(addr, Service::Logic, req, timeout).await {
                 Ok(Err(RpcError::Unavailable(m))) => last = RpcError::Unavailable(format!("{addr}: {m}")),
                 Ok(result) => return result,
                 Err(e) => last = RpcError::Unavailable(format!("{addr}: {e}")),

@@ -116,6 +116,11 @@ impl Channel {
         *lock(&self.room) = room;
     }
 
+    /// The accepted ops, sorted.
+    pub fn accept_list(&self) -> Vec<i32> {
+        lock(&self.accepts).clone()
+    }
+
     pub fn accepts(&self, op: i32) -> bool {
         lock(&self.accepts).binary_search(&op).is_ok()
     }

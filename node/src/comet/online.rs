@@ -1,13 +1,15 @@
 //! The renew loop (goim's RenewOnline): registers this comet with logic and reports its
 //! per-room connection counts; logic answers with cluster-wide room counts, from which the
 //! comet keeps the other comets' share for heartbeat replies. The first renew is retried
-//! quickly until it succeeds, so a new comet is listed fast.
+//! quickly until it succeeds, so a new comet is listed fast. When logic answers that the
+//! comet had expired (its renewals did not get through in time), the comet re-registers
+//! its live connections (`Resync`) and closes those whose key moved elsewhere meanwhile.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use goim_net::rpc::logic::{CometInfo, LogicReply, LogicRequest};
+use goim_net::rpc::logic::{CometInfo, LiveSession, LogicReply, LogicRequest};
 
 use super::{write, Comet};
 use goim_net::rpc::RpcError;
@@ -86,16 +88,61 @@ pub fn renew_request(comet: &Comet) -> LogicRequest {
     }
 }
 
-/// One RenewOnline round trip; stores the other comets' room counts.
+/// One RenewOnline round trip; stores the other comets' room counts, and resyncs the
+/// comet's sessions if logic had expired it.
 pub async fn renew_once(comet: &Comet) -> Result<(), RpcError> {
     let req = renew_request(comet);
-    let reply = comet.logic().call(&req).await?;
-    let LogicReply::RoomCounts(cluster) = reply else {
-        return Err(RpcError::unexpected(&reply));
+    // Fail over within the renew interval, so a dead logic node does not cost the comet
+    // its registration.
+    let within = comet.config().renew_interval.max(std::time::Duration::from_millis(500));
+    let (cluster, expired) = match comet.logic().call_within(&req, within).await? {
+        LogicReply::RoomCounts(counts) => (counts, false),
+        LogicReply::Reregistered(counts) => (counts, true),
+        other => return Err(RpcError::unexpected(&other)),
     };
     if let LogicRequest::RenewOnline { rooms, .. } = &req {
         *write(comet.online()) = OnlineSnapshot::from_reply(&cluster, rooms);
     }
+    if expired {
+        resync(comet).await?;
+    }
+    Ok(())
+}
+
+/// Re-registers every live connection; closes those logic reports superseded.
+pub async fn resync(comet: &Comet) -> Result<(), RpcError> {
+    let mut sessions = Vec::new();
+    for bucket in comet.buckets() {
+        bucket.for_each(|ch| {
+            sessions.push(LiveSession {
+                key: ch.key.clone(),
+                mid: ch.mid,
+                conn: ch.conn,
+                room: ch.room().unwrap_or_default(),
+                accepts: ch.accept_list(),
+                ip: ch.ip.to_string(),
+            })
+        });
+    }
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let count = sessions.len();
+    let req = LogicRequest::Resync { comet: comet.id().to_string(), sessions };
+    let LogicReply::Stale(stale) = comet.logic().call(&req).await? else {
+        return Err(RpcError::UnexpectedReply("to Resync".into()));
+    };
+    for (key, conn) in &stale {
+        if let Some(ch) = comet.channel(key).filter(|ch| ch.conn == *conn) {
+            ch.close();
+        }
+    }
+    metrics::counter!("goim_comet_resyncs_total").increment(1);
+    tracing::warn!(
+        sessions = count,
+        stale = stale.len(),
+        "comet had expired in logic; sessions re-registered"
+    );
     Ok(())
 }
 
@@ -132,5 +179,32 @@ mod tests {
         assert_eq!(comet.quic_addr, cluster.comet.config().advertise_quic);
         assert_eq!(rooms, &BTreeMap::from([("live://1".into(), 1), ("live://2".into(), 1)]));
         assert_eq!((*conn_count, *ip_count), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn an_expired_comet_resyncs_its_sessions_and_closes_stale_ones() {
+        let cluster = Cluster::start().await;
+        let mut a = Client::connect_tcp(&cluster.tcp()).await.unwrap();
+        let a_key = a.auth(&auth(1, "live://1", &[1000])).await.unwrap().key;
+        let mut b = Client::connect_ws(&cluster.ws()).await.unwrap();
+        let b_key = b.auth(&auth(2, "live://2", &[])).await.unwrap().key;
+        let b_conn = cluster.comet.channel(&b_key).unwrap().conn;
+
+        cluster.logic.expire_comet(vec![(b_key.clone(), b_conn)]);
+        renew_once(&cluster.comet).await.unwrap();
+        let requests = cluster.logic.requests();
+        let Some(LogicRequest::Resync { comet, sessions }) = requests.last() else {
+            panic!("no resync after an expired renewal: {requests:?}");
+        };
+        assert_eq!(comet, cluster.comet.id());
+        let mut keys: Vec<(&str, &str, Vec<i32>)> =
+            sessions.iter().map(|s| (s.key.as_str(), s.room.as_str(), s.accepts.clone())).collect();
+        keys.sort();
+        let mut want = vec![(a_key.as_str(), "live://1", vec![1000]), (b_key.as_str(), "live://2", vec![])];
+        want.sort();
+        assert_eq!(keys, want);
+        // b's key lives elsewhere now: its connection is closed; a's is kept.
+        assert!(crate::comet::testkit::closed(&mut b).await);
+        a.heartbeat().await.unwrap();
     }
 }

@@ -34,6 +34,8 @@ struct FakeState {
     room_totals: Mutex<BTreeMap<String, u64>>,
     heartbeat_secs: AtomicU64,
     pushed: AtomicU64,
+    /// Answer renewals as if the comet had expired, and `Resync` with these stale keys.
+    expired: Mutex<Option<Vec<(String, u64)>>>,
 }
 
 impl FakeState {
@@ -56,7 +58,14 @@ impl FakeState {
                 })
             }
             LogicRequest::RenewOnline { .. } => {
-                Ok(LogicReply::RoomCounts(self.room_totals.lock().unwrap().clone()))
+                let counts = self.room_totals.lock().unwrap().clone();
+                match self.expired.lock().unwrap().is_some() {
+                    true => Ok(LogicReply::Reregistered(counts)),
+                    false => Ok(LogicReply::RoomCounts(counts)),
+                }
+            }
+            LogicRequest::Resync { .. } => {
+                Ok(LogicReply::Stale(self.expired.lock().unwrap().take().unwrap_or_default()))
             }
             LogicRequest::Receive { .. } => {
                 Ok(LogicReply::Pushed { seq: self.pushed.fetch_add(1, Ordering::SeqCst) + 1 })
@@ -103,6 +112,11 @@ impl FakeLogic {
 
     pub fn addr(&self) -> String {
         self.endpoint.local_addr().unwrap().to_string()
+    }
+
+    /// The next renewal answers "expired"; the `Resync` that follows reports `stale`.
+    pub fn expire_comet(&self, stale: Vec<(String, u64)>) {
+        *self.state.expired.lock().unwrap() = Some(stale);
     }
 
     pub fn endpoint(&self) -> Arc<QuicEndpoint> {

@@ -1,7 +1,9 @@
 //! The job's side of the push streams: the comet list (refreshed from logic) and one
 //! long-lived QUIC stream per comet carrying `PushBatch` frames, each answered by a
 //! `PushAck`. A comet that cannot take a batch after a retry is skipped (counted): its
-//! clients will find another comet.
+//! clients will find another comet. A comet that dropped out of the registry but still
+//! takes batches (its renewals were late, e.g. during an election) keeps getting them:
+//! the registry decides who is new, a failed stream decides who is gone.
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +30,8 @@ pub struct Comets {
 struct Link {
     info: CometInfo,
     stream: Option<(SendStream, RecvStream)>,
+    /// In the registry at the last refresh.
+    listed: bool,
 }
 
 impl Comets {
@@ -38,12 +42,16 @@ impl Comets {
     async fn refresh(&mut self) {
         match self.logic.call(&LogicRequest::Comets).await {
             Ok(LogicReply::Comets(list)) => {
-                self.links.retain(|id, _| list.iter().any(|c| &c.id == id));
+                for link in self.links.values_mut() {
+                    link.listed = list.iter().any(|c| c.id == link.info.id);
+                }
+                self.forget_unreachable();
                 for info in list {
-                    let link = self
-                        .links
-                        .entry(info.id.clone())
-                        .or_insert_with(|| Link { info: info.clone(), stream: None });
+                    let link = self.links.entry(info.id.clone()).or_insert_with(|| Link {
+                        info: info.clone(),
+                        stream: None,
+                        listed: true,
+                    });
                     if link.info.quic_addr != info.quic_addr {
                         link.stream = None;
                     }
@@ -56,6 +64,11 @@ impl Comets {
         }
     }
 
+    /// Drops comets that are neither registered nor holding a working push stream.
+    fn forget_unreachable(&mut self) {
+        self.links.retain(|_, link| link.listed || link.stream.is_some());
+    }
+
     fn names_unknown_comet(&self, records: &[PushRecord]) -> bool {
         records.iter().any(|r| match &r.target {
             PushTarget::Keys { comet, .. } | PushTarget::Kick { comet, .. } => {
@@ -66,11 +79,18 @@ impl Comets {
     }
 
     /// Hands `records` (seqs up to `last_seq`) to every comet they concern, concurrently,
-    /// and returns once each has acked or been given up on.
-    pub async fn deliver(&mut self, partition: Partition, records: Vec<PushRecord>, last_seq: u64) {
+    /// and returns once each has acked or been given up on. Returns `false` without
+    /// delivering when no comet is known: the registry is empty only transiently (comets
+    /// re-registering after an election) or when nobody is connected, and advancing past
+    /// records delivered to nobody would lose them.
+    pub async fn deliver(&mut self, partition: Partition, records: Vec<PushRecord>, last_seq: u64) -> bool {
         let stale = self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
-        if stale || self.names_unknown_comet(&records) {
+        if stale || self.links.is_empty() || self.names_unknown_comet(&records) {
             self.refresh().await;
+        }
+        if self.links.is_empty() {
+            metrics::counter!("goim_job_no_comet_waits_total").increment(1);
+            return false;
         }
         let endpoint = self.logic.endpoint().clone();
         let sends = self.links.values_mut().filter_map(|link| {
@@ -96,7 +116,9 @@ impl Comets {
             })
         });
         join_all(sends).await;
+        self.forget_unreachable();
         metrics::counter!("goim_job_records_total").increment(records.len() as u64);
+        true
     }
 }
 

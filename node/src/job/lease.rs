@@ -51,7 +51,8 @@ pub async fn keep(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(cfg.lease_ttl / 3) => {}
         }
-        match logic.call(&acquire_req(&cfg)).await {
+        // Each attempt gets a slice of the TTL, so a dead logic node is skipped in time.
+        match logic.call_within(&acquire_req(&cfg), cfg.lease_ttl / 4).await {
             Ok(LogicReply::Lease { granted: true, .. }) => renewed = Instant::now(),
             Ok(reply) => {
                 warn!(job = %cfg.id, ?reply, "lease lost");

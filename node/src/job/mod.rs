@@ -33,6 +33,8 @@ pub struct JobConfig {
 /// Commit the offset at least this often while records flow (and whenever idle).
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
 const RETRY: Duration = Duration::from_millis(300);
+/// How soon to look again for comets when none is registered.
+const NO_COMET_RETRY: Duration = Duration::from_millis(200);
 
 pub fn start(
     cfg: JobConfig,
@@ -99,7 +101,13 @@ async fn run(
             }
             for batch in pending.into_batches(cfg) {
                 let last = batch.last().map(|r| r.seq).unwrap_or(offset);
-                comets.deliver(cfg.partition, batch, last).await;
+                while !comets.deliver(cfg.partition, batch.clone(), last).await {
+                    tokio::select! {
+                        _ = lost.cancelled() => break 'tail,
+                        _ = shutdown.cancelled() => break 'tail,
+                        _ = tokio::time::sleep(NO_COMET_RETRY) => {}
+                    }
+                }
                 offset = last;
             }
             let idle = rx.is_empty();

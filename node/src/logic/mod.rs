@@ -85,7 +85,9 @@ impl Logic {
         Ok(comets::list(&self.cluster.view)?.into_iter().filter(|c| c.expires_ms >= now).collect())
     }
 
+    /// Every registered comet, for jobs. Not filtered by this node's clock: a lagging node
+    /// would see every comet as expired; `Tick` (on the leader) is the authority on expiry.
     pub fn comet_infos(&self) -> Result<Vec<CometInfo>, goim_storage::StorageError> {
-        Ok(self.live_comets()?.into_iter().map(|c| c.info).collect())
+        Ok(comets::list(&self.cluster.view)?.into_iter().map(|c| c.info).collect())
     }
 }

@@ -8,7 +8,7 @@ use goim_net::quic::{serve_unary, BiStream, StreamHandler};
 use goim_net::rpc::logic::{AuthBody, LogicReply, LogicRequest, LogicResult};
 use goim_net::rpc::RpcError;
 use goim_raft::command::{
-    AcquireLease, ChangeRoom, CommitOffset, Connect, Disconnect, PushTo, ReleaseLease, RenewOnline,
+    AcquireLease, ChangeRoom, CommitOffset, Connect, Disconnect, PushTo, ReleaseLease, RenewOnline, Resync,
 };
 use goim_raft::{Reply, Request, WriteError};
 use goim_storage::tables::sessions::{self, Session};
@@ -64,8 +64,15 @@ impl Logic {
                     ttl_ms: self.comet_ttl_ms,
                 };
                 match self.write(Request::RenewOnline(cmd)).await? {
-                    Reply::RoomCounts(counts) => Ok(LogicReply::RoomCounts(counts)),
+                    Reply::RoomCounts { counts, known: true } => Ok(LogicReply::RoomCounts(counts)),
+                    Reply::RoomCounts { counts, known: false } => Ok(LogicReply::Reregistered(counts)),
                     other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
+                }
+            }
+            LogicRequest::Resync { comet, sessions } => {
+                match self.write(Request::Resync(Resync { comet, sessions, now_ms: now_ms() })).await? {
+                    Reply::Stale(stale) => Ok(LogicReply::Stale(stale)),
+                    other => Err(RpcError::unexpected(&other)),
                 }
             }
             LogicRequest::Receive { key, mid, body, .. } => self.receive(key, mid, body).await,

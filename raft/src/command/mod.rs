@@ -8,6 +8,7 @@ mod disconnect;
 mod lease;
 mod push;
 mod renew_online;
+mod resync;
 mod tick;
 mod trim;
 
@@ -18,6 +19,7 @@ pub use disconnect::Disconnect;
 pub use lease::{AcquireLease, ReleaseLease};
 pub use push::{Push, PushTo};
 pub use renew_online::RenewOnline;
+pub use resync::Resync;
 pub use tick::Tick;
 pub use trim::{Trim, MAX_PER_TRIM};
 
@@ -33,6 +35,7 @@ pub enum Request {
     Disconnect(Disconnect),
     ChangeRoom(ChangeRoom),
     RenewOnline(RenewOnline),
+    Resync(Resync),
     Push(Push),
     Tick(Tick),
     Trim(Trim),
@@ -51,8 +54,11 @@ pub enum Reply {
     /// The push was appended; `seq` is the last record it produced (or the log head when
     /// nobody was targeted), `room_seq` the room offset for room pushes.
     Pushed { seq: u64, room_seq: u64 },
-    /// Cluster-wide online count per room, after a comet's renewal.
-    RoomCounts(BTreeMap<String, u64>),
+    /// Cluster-wide online count per room, after a comet's renewal; `known` is false when
+    /// the comet was not registered before it.
+    RoomCounts { counts: BTreeMap<String, u64>, known: bool },
+    /// Connections (key, conn) a `Resync` found superseded.
+    Stale(Vec<(String, u64)>),
     /// Lease outcome: when granted, the partition's committed offset to resume from.
     Lease { granted: bool, holder: String, offset: u64 },
     /// The partition's committed offset after a commit.
@@ -72,6 +78,7 @@ impl Command for Request {
             Request::Disconnect(c) => c.apply(txn),
             Request::ChangeRoom(c) => c.apply(txn),
             Request::RenewOnline(c) => c.apply(txn),
+            Request::Resync(c) => c.apply(txn),
             Request::Push(c) => c.apply(txn),
             Request::Tick(c) => c.apply(txn),
             Request::Trim(c) => c.apply(txn),

@@ -1,5 +1,7 @@
 //! `RenewOnline`: a comet's periodic report (goim's RenewOnline): registers or refreshes it
-//! in the comet registry with its per-room counts, and answers the cluster-wide counts.
+//! in the comet registry with its per-room counts, and answers the cluster-wide counts —
+//! flagged when the comet was not registered (new, or expired with its sessions: it must
+//! then `Resync`).
 use std::collections::BTreeMap;
 
 use goim_net::rpc::logic::CometInfo;
@@ -22,6 +24,7 @@ pub struct RenewOnline {
 
 impl RenewOnline {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
+        let known = comets::get(txn, &self.comet.id)?.is_some();
         comets::put(
             txn,
             &CometState {
@@ -33,6 +36,6 @@ impl RenewOnline {
                 expires_ms: self.now_ms.saturating_add(self.ttl_ms),
             },
         )?;
-        Ok(Reply::RoomCounts(comets::room_totals(txn)?))
+        Ok(Reply::RoomCounts { counts: comets::room_totals(txn)?, known })
     }
 }

@@ -58,7 +58,9 @@ impl PeerClient {
                 Err(RPCError::Network(NetworkError::new(&std::io::Error::other(msg))))
             }
             Ok(r) => Ok(r),
-            Err(e @ (QuicError::Connect(_) | QuicError::Resolve(..) | QuicError::Timeout)) => {
+            // Only a peer we cannot even dial is `Unreachable` (openraft then backs off);
+            // a slow reply is transient and retried at once.
+            Err(e @ (QuicError::Connect(_) | QuicError::Resolve(..) | QuicError::DialTimeout(_))) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),

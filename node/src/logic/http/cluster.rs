@@ -24,7 +24,8 @@ pub async fn status(State(logic): State<Arc<Logic>>) -> ApiResult {
     ok(json!({
         "node_id": m.id,
         "state": format!("{:?}", m.state),
-        "leader": m.current_leader,
+        "leader": logic.cluster.leader(),
+        "millis_since_quorum_ack": m.millis_since_quorum_ack,
         "term": m.current_term,
         "last_log_index": m.last_log_index,
         "applied_index": m.last_applied.map(|l| l.index),

@@ -176,10 +176,11 @@ async fn renewals_sum_rooms_and_tick_expires_dead_comets_with_their_sessions() {
     let again = sm.one(renew("c2", 600, &[("live://1", 2), ("live://2", 1)])).await;
     assert!(matches!(again, Reply::RoomCounts { known: true, .. }));
 
-    // At 1200 ms c1 (expires 1000) is dead, c2 (expires 1500) is not.
+    // At 1200 ms c1 (expires 1000) is dead, c2 (expires 1500) is not: c1 loses its sessions
+    // and counts but stays registered (expired) for jobs until the grace period is over.
     sm.one(Request::Tick(Tick { now_ms: 1_200 })).await;
     let view = sm.sm.view();
-    assert!(comets::get(&view, "c1").unwrap().is_none());
+    assert!(comets::get(&view, "c1").unwrap().is_some_and(|c| c.expired && !c.is_live(1_200)));
     assert!(sessions::get(&view, "a").unwrap().is_none(), "c1's sessions went with it");
     assert!(sessions::get(&view, "b").unwrap().is_some());
     let totals = comets::room_totals(&view).unwrap();
@@ -207,6 +208,13 @@ async fn renewals_sum_rooms_and_tick_expires_dead_comets_with_their_sessions() {
     assert_eq!(reply, Reply::Stale(vec![("moved".into(), 5)]));
     assert_eq!(sessions::get(&view, "a").unwrap().map(|s| s.comet), Some("c1".into()));
     assert_eq!(sessions::get(&view, "moved").unwrap().map(|s| s.comet), Some("c2".into()));
+
+    // A comet that stays silent past the grace period leaves the registry.
+    let later = 1_500 + goim_raft::command::FORGET_AFTER_MS + 1_000;
+    sm.one(Request::Tick(Tick { now_ms: later })).await;
+    assert!(comets::get(&view, "c2").unwrap().is_some_and(|c| c.expired), "c2 expired first");
+    sm.one(Request::Tick(Tick { now_ms: later + goim_raft::command::FORGET_AFTER_MS + 1 })).await;
+    assert!(comets::get(&view, "c2").unwrap().is_none(), "then forgotten");
 }
 
 #[tokio::test]

@@ -19,6 +19,9 @@ use quinn::{RecvStream, SendStream};
 use tracing::warn;
 
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// A comet that failed to take a batch is not tried again for this long (a dead comet must
+/// not stall every batch with dial timeouts; its clients are reconnecting elsewhere).
+const DOWN_FOR: Duration = Duration::from_secs(2);
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Comets {
@@ -32,6 +35,8 @@ struct Link {
     stream: Option<(SendStream, RecvStream)>,
     /// In the registry at the last refresh.
     listed: bool,
+    /// Skipped until then after a failed batch.
+    down_until: Option<Instant>,
 }
 
 impl Comets {
@@ -51,6 +56,7 @@ impl Comets {
                         info: info.clone(),
                         stream: None,
                         listed: true,
+                        down_until: None,
                     });
                     if link.info.quic_addr != info.quic_addr {
                         link.stream = None;
@@ -93,7 +99,12 @@ impl Comets {
             return false;
         }
         let endpoint = self.logic.endpoint().clone();
+        let now = Instant::now();
         let sends = self.links.values_mut().filter_map(|link| {
+            if link.down_until.is_some_and(|t| now < t) {
+                metrics::counter!("goim_job_push_skipped_total").increment(1);
+                return None;
+            }
             let mine: Vec<PushRecord> = records.iter().filter(|r| r.target.concerns(&link.info.id)).cloned().collect();
             if mine.is_empty() {
                 return None;
@@ -103,10 +114,14 @@ impl Comets {
             Some(async move {
                 for attempt in 0..2 {
                     match link.send(&endpoint, &batch).await {
-                        Ok(()) => return,
+                        Ok(()) => {
+                            link.down_until = None;
+                            return;
+                        }
                         Err(e) => {
                             link.stream = None;
                             if attempt == 1 {
+                                link.down_until = Some(Instant::now() + DOWN_FOR);
                                 metrics::counter!("goim_job_push_failures_total").increment(1);
                                 warn!(comet = %link.info.id, error = %e, last_seq, "comet did not take a push batch; skipped");
                             }

@@ -42,6 +42,9 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // Known across lease re-acquisitions: a comet the registry has dropped for a moment
+        // is still pushed to while it answers.
+        let mut comets = Comets::new(logic.clone());
         while !shutdown.is_cancelled() {
             let Some(offset) = lease::acquire(&cfg, &logic, &shutdown).await else {
                 break;
@@ -49,7 +52,7 @@ pub fn start(
             info!(job = %cfg.id, partition = cfg.partition, offset, "job owns the partition");
             let lost = CancellationToken::new();
             let renew = tokio::spawn(lease::keep(cfg.clone(), logic.clone(), lost.clone(), shutdown.clone()));
-            match run(&cfg, &logic, offset, &lost, &shutdown).await {
+            match run(&cfg, &logic, &mut comets, offset, &lost, &shutdown).await {
                 Ok(()) => {}
                 Err(e) => warn!(job = %cfg.id, error = %e, "job pipeline stopped"),
             }
@@ -69,11 +72,11 @@ pub fn start(
 async fn run(
     cfg: &JobConfig,
     logic: &Arc<LogicClient>,
+    comets: &mut Comets,
     mut offset: u64,
     lost: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut comets = Comets::new(logic.clone());
     let mut committed = offset;
     let mut last_commit = Instant::now();
     'tail: loop {

@@ -82,11 +82,12 @@ impl Logic {
     /// Comets whose registration has not expired, by the local clock.
     pub fn live_comets(&self) -> Result<Vec<comets::CometState>, goim_storage::StorageError> {
         let now = now_ms();
-        Ok(comets::list(&self.cluster.view)?.into_iter().filter(|c| c.expires_ms >= now).collect())
+        Ok(comets::list(&self.cluster.view)?.into_iter().filter(|c| c.is_live(now)).collect())
     }
 
-    /// Every registered comet, for jobs. Not filtered by this node's clock: a lagging node
-    /// would see every comet as expired; `Tick` (on the leader) is the authority on expiry.
+    /// Every registered comet, expired ones included, for jobs. Not filtered by this node's
+    /// clock: a lagging node would see every comet as expired; `Tick` (on the leader)
+    /// decides, and a job still pushes to an expired comet that answers.
     pub fn comet_infos(&self) -> Result<Vec<CometInfo>, goim_storage::StorageError> {
         Ok(comets::list(&self.cluster.view)?.into_iter().map(|c| c.info).collect())
     }

@@ -48,7 +48,7 @@ fn due(logic: &Logic, now: u64) -> Result<Vec<Request>, StorageError> {
     let view = &logic.cluster.view;
     let mut due = Vec::new();
     let expired: Vec<String> =
-        comets::list(view)?.into_iter().filter(|c| c.expires_ms < now).map(|c| c.info.id).collect();
+        comets::list(view)?.into_iter().filter(|c| Tick::is_due(c, now)).map(|c| c.info.id).collect();
     if !expired.is_empty() {
         info!(?expired, "comet registrations expired");
         due.push(Request::Tick(Tick { now_ms: now }));

@@ -20,7 +20,7 @@ pub use lease::{AcquireLease, ReleaseLease};
 pub use push::{Push, PushTo};
 pub use renew_online::RenewOnline;
 pub use resync::Resync;
-pub use tick::Tick;
+pub use tick::{Tick, FORGET_AFTER_MS};
 pub use trim::{Trim, MAX_PER_TRIM};
 
 use std::collections::BTreeMap;

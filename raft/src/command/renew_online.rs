@@ -24,7 +24,7 @@ pub struct RenewOnline {
 
 impl RenewOnline {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
-        let known = comets::get(txn, &self.comet.id)?.is_some();
+        let known = comets::get(txn, &self.comet.id)?.is_some_and(|c| !c.expired);
         comets::put(
             txn,
             &CometState {
@@ -34,6 +34,7 @@ impl RenewOnline {
                 ip_count: self.ip_count,
                 updated_ms: self.now_ms,
                 expires_ms: self.now_ms.saturating_add(self.ttl_ms),
+                expired: false,
             },
         )?;
         Ok(Reply::RoomCounts { counts: comets::room_totals(txn)?, known })

@@ -1,6 +1,8 @@
-//! `Tick`: the leader's clock, proposed when something is due. Comets whose registration
-//! expired are dropped with every session they held, so online counts fall when a comet
-//! dies. Time enters the state machine only through this command.
+//! `Tick`: the leader's clock, proposed when something is due. A comet whose registration
+//! expired loses every session it held (online counts fall when a comet dies) and is marked
+//! expired; after `FORGET_AFTER_MS` more it leaves the registry. Until then jobs still push
+//! to it if it answers, so a comet whose renewals were merely late (a long election) misses
+//! nothing. Time enters the state machine only through this command.
 use goim_storage::tables::{comets, sessions, Txn};
 use goim_storage::StorageError;
 use serde::{Deserialize, Serialize};
@@ -12,15 +14,32 @@ pub struct Tick {
     pub now_ms: u64,
 }
 
+/// How long an expired comet stays registered.
+pub const FORGET_AFTER_MS: u64 = 60_000;
+
 impl Tick {
+    /// Whether a `Tick` at `now_ms` would change anything for this comet.
+    pub fn is_due(comet: &comets::CometState, now_ms: u64) -> bool {
+        comet.expires_ms < now_ms && (!comet.expired || comet.expires_ms + FORGET_AFTER_MS < now_ms)
+    }
+
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
-        for comet in comets::list(txn)? {
-            if comet.expires_ms < self.now_ms {
-                for key in sessions::keys_of_comet(txn, &comet.info.id)? {
-                    sessions::remove(txn, &key)?;
-                }
-                comets::remove(txn, &comet.info.id);
+        for mut comet in comets::list(txn)? {
+            if !Tick::is_due(&comet, self.now_ms) {
+                continue;
             }
+            if comet.expired {
+                comets::remove(txn, &comet.info.id);
+                continue;
+            }
+            for key in sessions::keys_of_comet(txn, &comet.info.id)? {
+                sessions::remove(txn, &key)?;
+            }
+            comet.expired = true;
+            comet.rooms.clear();
+            comet.conn_count = 0;
+            comet.ip_count = 0;
+            comets::put(txn, &comet)?;
         }
         Ok(Reply::Done)
     }

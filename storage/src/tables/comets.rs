@@ -19,6 +19,16 @@ pub struct CometState {
     pub ip_count: u32,
     pub updated_ms: u64,
     pub expires_ms: u64,
+    /// Past `expires_ms` and its sessions dropped; kept registered (jobs still push to it
+    /// if it answers) until `Tick` forgets it after a grace period.
+    pub expired: bool,
+}
+
+impl CometState {
+    /// Counted in online totals and offered to clients.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        !self.expired && self.expires_ms >= now_ms
+    }
 }
 
 pub fn get(kv: &impl Kv, id: &str) -> Result<Option<CometState>, StorageError> {
@@ -37,10 +47,10 @@ pub fn list(kv: &impl Kv) -> Result<Vec<CometState>, StorageError> {
     Ok(kv.scan::<CometState>(COMET)?.into_iter().map(|(_, c)| c).collect())
 }
 
-/// Online count per room summed over every registered comet.
+/// Online count per room summed over every comet not expired.
 pub fn room_totals(kv: &impl Kv) -> Result<BTreeMap<String, u64>, StorageError> {
     let mut totals = BTreeMap::new();
-    for c in list(kv)? {
+    for c in list(kv)?.into_iter().filter(|c| !c.expired) {
         for (room, n) in c.rooms {
             *totals.entry(room).or_insert(0u64) += u64::from(n);
         }

@@ -10,20 +10,16 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{auth_req, data_of, exclusive, join, wait_for, Cluster, ProcNode};
 use goim_net::client::Client;
-use goim_net::quic::{read_frame, write_frame, ClusterTls, QuicEndpoint};
+use goim_net::quic::{read_frame, write_frame, ClusterTls, QuicEndpoint, SERVER_NAME};
 use goim_net::rpc::logic::LogicRequest;
 use goim_net::rpc::push::PushBatch;
 use goim_net::rpc::tail::{TailBatch, TailRequest};
 use goim_net::rpc::{PushRecord, PushTarget, Service};
 use goim_raft::network::RaftRpc;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// Sum of every sample of a Prometheus counter (all label sets).
 fn counter(metrics: &str, name: &str) -> f64 {
@@ -66,61 +62,12 @@ fn udp_garbage(to: SocketAddr) {
     }
 }
 
-/// Accepts any server certificate (the cluster's dev TLS is self-signed), checks signatures.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A plain quinn connection to `to` (not the cluster's endpoint type, which always writes a
 /// valid service byte), offering `alpn`.
 async fn raw_quic(to: SocketAddr, alpn: &[u8]) -> Result<quinn::Connection, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let config = ClusterTls::client_config_for(alpn).map_err(|e| e.to_string())?;
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).map_err(|e| e.to_string())?;
-    let connecting = endpoint
-        .connect_with(quinn::ClientConfig::new(Arc::new(crypto)), to, "goim.cluster")
-        .map_err(|e| e.to_string())?;
+    let connecting = endpoint.connect_with(config, to, SERVER_NAME).map_err(|e| e.to_string())?;
     tokio::time::timeout(Duration::from_secs(5), connecting)
         .await
         .map_err(|_| "handshake timed out".to_string())?

@@ -7,7 +7,7 @@ mod tls;
 
 pub use endpoint::{serve_unary, BiStream, QuicEndpoint, StreamHandler};
 pub use frame::{read_frame, write_frame};
-pub use tls::ClusterTls;
+pub use tls::{ClusterTls, SERVER_NAME};
 
 use crate::serial::SerialError;
 

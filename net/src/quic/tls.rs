@@ -12,7 +12,8 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use super::QuicError;
 
 const ALPN: &[u8] = b"goim/1";
-pub(crate) const SERVER_NAME: &str = "goim.cluster";
+/// The name every node's certificate carries and every client dials.
+pub const SERVER_NAME: &str = "goim.cluster";
 
 pub struct ClusterTls {
     cert: CertificateDer<'static>,
@@ -62,13 +63,18 @@ impl ClusterTls {
     }
 
     pub(crate) fn client_config(&self) -> Result<quinn::ClientConfig, QuicError> {
+        ClusterTls::client_config_for(ALPN)
+    }
+
+    /// A client config offering `alpn` (tests use it to speak to a node as a stranger).
+    pub fn client_config_for(alpn: &[u8]) -> Result<quinn::ClientConfig, QuicError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| QuicError::Tls(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCert(provider())))
             .with_no_client_auth();
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.alpn_protocols = vec![alpn.to_vec()];
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| QuicError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));

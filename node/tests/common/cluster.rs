@@ -603,22 +603,9 @@ impl Drop for Cluster {
     }
 }
 
-/// Polls `f` every 50 ms until it returns Some; panics after `within` (a `Cluster` in scope
-/// prints its nodes' logs as the panic unwinds).
-pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// Polls until Some; panics after `within` (a `Cluster` in scope prints its nodes' logs as
+/// the panic unwinds).
+pub use super::eventually as wait_for;
 
 // ---------------------------------------------------------------------------------------
 // Pushing with idempotent retries.

@@ -135,7 +135,7 @@ pub async fn get(url: &str) -> Value {
     reqwest::Client::new().get(url).send().await.unwrap().json().await.unwrap()
 }
 
-/// Polls `f` until it returns Some, or panics after `within`.
+/// Polls `f` every 50 ms until it returns Some, or panics after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -146,8 +146,8 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -53,16 +53,6 @@ pub enum RpcError {
 }
 
 impl RpcError {
-    /// The message alone, without the kind (what a client is shown).
-    pub fn message(&self) -> &str {
-        match self {
-            RpcError::Rejected(m)
-            | RpcError::Unavailable(m)
-            | RpcError::BadRequest(m)
-            | RpcError::UnexpectedReply(m) => m,
-        }
-    }
-
     pub fn unexpected(reply: &impl std::fmt::Debug) -> RpcError {
         RpcError::UnexpectedReply(format!("{reply:?}"))
     }

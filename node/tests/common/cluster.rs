@@ -983,3 +983,23 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).expect("JSON from goim cluster")
     }
 }
+
+impl Cluster {
+    /// `logic` voters configured (same `--peers`) but none started: tests start them in
+    /// the order they choose.
+    pub fn unstarted(logic: usize) -> Cluster {
+        let mut c = Cluster {
+            logic: (0..logic)
+                .map(|i| ProcNode::new(format!("logic{}", i + 1), Role::Logic, i as u64 + 1))
+                .collect(),
+            comets: Vec::new(),
+            jobs: Vec::new(),
+            http: short_client(),
+        };
+        let peers = c.peers();
+        for n in &mut c.logic {
+            n.set_args(vec!["--peers".into(), peers.clone()], &[]);
+        }
+        c
+    }
+}

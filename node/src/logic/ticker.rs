@@ -1,9 +1,10 @@
 //! While this node leads, propose what the clock makes due: `Tick { now }` when a comet's
 //! registration has expired (its sessions and online counts leave the tables), `Trim` when
 //! the push log outgrows its retention (count or age). Nothing is proposed when nothing is
-//! due: an idle cluster writes no log entries.
+//! due: an idle cluster writes no log entries. A node that just became leader waits one
+//! comet TTL before expiring comets: nobody could renew during the election.
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use goim_raft::command::{Tick, Trim, MAX_PER_TRIM};
 use goim_raft::Request;
@@ -20,16 +21,20 @@ const PARTITION: u32 = 0;
 
 pub async fn run(logic: Arc<Logic>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(PERIOD);
+    let mut leading_since: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
         if logic.cluster.leader() != Some(logic.cluster.node_id) {
+            leading_since = None;
             continue;
         }
+        let since = *leading_since.get_or_insert_with(Instant::now);
+        let judge_comets = since.elapsed() >= Duration::from_millis(logic.comet_ttl_ms);
         let now = now_ms();
-        let due = match due(&logic, now) {
+        let due = match due(&logic, now, judge_comets) {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "reading state for the ticker");
@@ -44,12 +49,12 @@ pub async fn run(logic: Arc<Logic>, shutdown: CancellationToken) {
     }
 }
 
-fn due(logic: &Logic, now: u64) -> Result<Vec<Request>, StorageError> {
+fn due(logic: &Logic, now: u64, judge_comets: bool) -> Result<Vec<Request>, StorageError> {
     let view = &logic.cluster.view;
     let mut due = Vec::new();
     let expired: Vec<String> =
         comets::list(view)?.into_iter().filter(|c| Tick::is_due(c, now)).map(|c| c.info.id).collect();
-    if !expired.is_empty() {
+    if judge_comets && !expired.is_empty() {
         info!(?expired, "comet registrations expired");
         due.push(Request::Tick(Tick { now_ms: now }));
     }

@@ -132,6 +132,17 @@ async fn pushes_reach_tcp_and_ws_clients_exactly_once() {
         let seqs: Vec<i32> = got.iter().map(|p| p.seq).collect();
         assert_eq!(seqs, (2..52).collect::<Vec<i32>>(), "room_seq in the header");
     }
+
+    // A client joining now is told the room's offset (51 room pushes so far); one in a
+    // room nobody pushed to starts at 0.
+    let mut late = Client::connect_ws(&node.ws()).await.unwrap();
+    assert_eq!(auth(&mut late, 44, vec![]).await.room_seq, 51);
+    let mut elsewhere = Client::connect_tcp(&node.tcp()).await.unwrap();
+    let reply = elsewhere
+        .auth(&AuthRequest { mid: 45, room_id: "live://9".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(reply.room_seq, 0);
 }
 
 async fn room_count(http: &str) -> u64 {

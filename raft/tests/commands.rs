@@ -95,6 +95,7 @@ async fn key_and_mid_pushes_resolve_to_one_record_per_comet() {
     assert_eq!(sm.one(push(PushTo::Keys(vec!["zzz".into()]))).await, Reply::Pushed { seq: 2, room_seq: 0 });
     // Room pushes get dense per-room offsets; broadcasts one record.
     assert_eq!(sm.one(push(PushTo::Room("live://1".into()))).await, Reply::Pushed { seq: 3, room_seq: 1 });
+    assert_eq!(sm.one(connect("late", 3, "c1", 9)).await, Reply::Joined { room_seq: 1 }, "offset at join");
     assert_eq!(sm.one(push(PushTo::Room("live://2".into()))).await, Reply::Pushed { seq: 4, room_seq: 1 });
     assert_eq!(sm.one(push(PushTo::Room("live://1".into()))).await, Reply::Pushed { seq: 5, room_seq: 2 });
     assert_eq!(sm.one(push(PushTo::All)).await, Reply::Pushed { seq: 6, room_seq: 0 });

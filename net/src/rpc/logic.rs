@@ -113,6 +113,8 @@ pub enum LogicReply {
         room_id: String,
         accepts: Vec<i32>,
         heartbeat_secs: u64,
+        /// The room's offset when the session was recorded: the last room push before it.
+        room_seq: u64,
     },
     Done,
     /// Cluster-wide online count per room, summed over every comet.

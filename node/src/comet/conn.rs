@@ -54,7 +54,7 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
         return;
     };
     let conn = comet.next_conn_id();
-    let (session, heartbeat) = match authenticate(&comet, conn, peer, &auth).await {
+    let Authenticated { session, heartbeat, room_seq } = match authenticate(&comet, conn, peer, &auth).await {
         Ok(accepted) => accepted,
         Err(refusal) => {
             metrics::counter!("goim_comet_auth_failures_total", "reason" => refusal.reason).increment(1);
@@ -74,7 +74,7 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
         mid: ch.mid,
         room_id: room.as_deref().unwrap_or(""),
         heartbeat: heartbeat.as_secs(),
-        room_seq: 0,
+        room_seq,
         recovered: false,
     };
     let body = serde_json::to_vec(&reply).unwrap_or_default();
@@ -149,13 +149,13 @@ async fn authenticate(
     conn: u64,
     peer: SocketAddr,
     auth: &Packet,
-) -> Result<(Session, Duration), Refusal> {
+) -> Result<Authenticated, Refusal> {
     let body: AuthBody = serde_json::from_slice(&auth.body)
         .map_err(|e| Refusal { why: format!("bad auth body: {e}"), reason: "json" })?;
     let req =
         LogicRequest::Connect { comet: comet.id().to_string(), conn, ip: peer.ip().to_string(), auth: body };
     let reply = comet.logic().call(&req).await?;
-    let LogicReply::Connected { key, mid, room_id, accepts, heartbeat_secs } = reply else {
+    let LogicReply::Connected { key, mid, room_id, accepts, heartbeat_secs, room_seq } = reply else {
         return Err(RpcError::unexpected(&reply).into());
     };
     let heartbeat = match heartbeat_secs {
@@ -163,7 +163,15 @@ async fn authenticate(
         secs => Duration::from_secs(secs),
     };
     let session = Session { key, mid, room: (!room_id.is_empty()).then_some(room_id), accepts };
-    Ok((session, heartbeat))
+    Ok(Authenticated { session, heartbeat, room_seq })
+}
+
+/// What logic confirmed at auth.
+struct Authenticated {
+    session: Session,
+    heartbeat: Duration,
+    /// The room's offset when the session was recorded.
+    room_seq: u64,
 }
 
 /// An authenticated connection's reader side.

@@ -55,6 +55,7 @@ impl FakeState {
                     room_id: auth.room_id,
                     accepts: auth.accepts,
                     heartbeat_secs: self.heartbeat_secs.load(Ordering::SeqCst),
+                    room_seq: 0,
                 })
             }
             LogicRequest::RenewOnline { .. } => {

@@ -119,13 +119,17 @@ impl Logic {
             ip,
             connected_ms: now_ms(),
         };
-        self.write(Request::Connect(Connect { session })).await?;
+        let room_seq = match self.write(Request::Connect(Connect { session })).await? {
+            Reply::Joined { room_seq } => room_seq,
+            other => return Err(RpcError::unexpected(&other)),
+        };
         Ok(LogicReply::Connected {
             key,
             mid: auth.mid,
             room_id: auth.room_id,
             accepts: auth.accepts,
             heartbeat_secs: self.heartbeat_secs,
+            room_seq,
         })
     }
 

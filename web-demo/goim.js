@@ -26,8 +26,10 @@ function decodePackets(buf) {
   while (off + HEADER <= buf.byteLength) {
     const packLen = v.getInt32(off), headerLen = v.getInt16(off + 4);
     if (headerLen !== HEADER || packLen < HEADER || off + packLen > buf.byteLength) break;
+    // `bytes` is the raw body (the heartbeat reply's count is binary); `body` its text.
+    const bytes = new Uint8Array(buf, off + HEADER, packLen - HEADER);
     const p = { ver: v.getInt16(off + 6), op: v.getInt32(off + 8), seq: v.getInt32(off + 12),
-      body: new TextDecoder().decode(new Uint8Array(buf, off + HEADER, packLen - HEADER)) };
+      bytes, body: new TextDecoder().decode(bytes) };
     if (p.op === OP.RAW) {
       out.push(...decodePackets(buf.slice(off + HEADER, off + packLen)));
     } else {
@@ -74,7 +76,8 @@ class GoimClient {
       this.heartbeat();
       this.timer = setInterval(() => this.heartbeat(), every);
     } else if (p.op === OP.HEARTBEAT_REPLY) {
-      const n = p.body.length >= 4 ? new DataView(new TextEncoder().encode(p.body).buffer).getInt32(0) : 0;
+      const b = p.bytes;
+      const n = b.length >= 4 ? new DataView(b.buffer, b.byteOffset, 4).getInt32(0) : 0;
       this.on.online && this.on.online(n);
     } else if (p.op === OP.SEND_MSG_REPLY) {
       this.on.sent && this.on.sent(p.body ? JSON.parse(p.body) : {});

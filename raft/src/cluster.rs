@@ -136,7 +136,8 @@ impl Cluster {
     /// heard from a quorum within an election timeout (e.g. a restarted ex-leader) does not
     /// count: it cannot commit, so writes must not wait on it.
     pub fn leader(&self) -> Option<u64> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let leader = m.current_leader?;
         if leader != self.node_id {
             return Some(leader);
@@ -208,8 +209,9 @@ impl Cluster {
         if leader == self.node_id {
             return Some((leader, None));
         }
-        let m = self.raft.metrics().borrow().clone();
-        m.membership_config.membership().get_node(&leader).map(|n| (leader, Some(n.addr.clone())))
+        let metrics = self.raft.metrics();
+        let addr = metrics.borrow().membership_config.membership().get_node(&leader).map(|n| n.addr.clone());
+        addr.map(|a| (leader, Some(a)))
     }
 
     /// Resolves once this node's view of the leader is no longer `leader`.

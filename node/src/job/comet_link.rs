@@ -19,6 +19,7 @@ use quinn::{RecvStream, SendStream};
 use tracing::warn;
 
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
+const REFRESH_SOONEST: Duration = Duration::from_millis(100);
 /// A comet that failed to take a batch is not tried again for this long (a dead comet must
 /// not stall every batch with dial timeouts; its clients are reconnecting elsewhere).
 const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -89,9 +90,13 @@ impl Comets {
     /// delivering when no comet is known: the registry is empty only transiently (comets
     /// re-registering after an election) or when nobody is connected, and advancing past
     /// records delivered to nobody would lose them.
-    pub async fn deliver(&mut self, partition: Partition, records: Vec<PushRecord>, last_seq: u64) -> bool {
-        let stale = self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
-        if stale || self.links.is_empty() || self.names_unknown_comet(&records) {
+    pub async fn deliver(&mut self, partition: Partition, records: &[PushRecord], last_seq: u64) -> bool {
+        let since = self.refreshed.map(|t| t.elapsed());
+        let stale = since.is_none_or(|d| d >= REFRESH_EVERY);
+        // Not more often than REFRESH_SOONEST: keys of a comet that is gone keep naming it
+        // until its sessions expire.
+        let may_refresh = since.is_none_or(|d| d >= REFRESH_SOONEST);
+        if stale || (may_refresh && (self.links.is_empty() || self.names_unknown_comet(records))) {
             self.refresh().await;
         }
         if self.links.is_empty() {

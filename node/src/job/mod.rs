@@ -104,7 +104,7 @@ async fn run(
             }
             for batch in pending.into_batches(cfg) {
                 let last = batch.last().map(|r| r.seq).unwrap_or(offset);
-                while !comets.deliver(cfg.partition, batch.clone(), last).await {
+                while !comets.deliver(cfg.partition, &batch, last).await {
                     tokio::select! {
                         _ = lost.cancelled() => break 'tail,
                         _ = shutdown.cancelled() => break 'tail,

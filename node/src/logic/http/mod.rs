@@ -21,10 +21,10 @@ pub use params::Params;
 
 pub fn routes(logic: Arc<Logic>) -> Router {
     Router::new()
-        .route("/goim/push/keys", post(push::keys))
-        .route("/goim/push/mids", post(push::mids))
-        .route("/goim/push/room", post(push::room))
-        .route("/goim/push/all", post(push::all))
+        .route("/goim/push/keys", post(|s, q, h, b| push::handle(push::Route::Keys, s, q, h, b)))
+        .route("/goim/push/mids", post(|s, q, h, b| push::handle(push::Route::Mids, s, q, h, b)))
+        .route("/goim/push/room", post(|s, q, h, b| push::handle(push::Route::Room, s, q, h, b)))
+        .route("/goim/push/all", post(|s, q, h, b| push::handle(push::Route::All, s, q, h, b)))
         .route("/goim/online/top", get(online::top))
         .route("/goim/online/room", get(online::room))
         .route("/goim/online/total", get(online::total))

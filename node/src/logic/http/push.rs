@@ -13,32 +13,70 @@ use serde_json::json;
 use super::{ok, ApiError, ApiResult, Params};
 use crate::logic::Logic;
 
-type Body = Result<Bytes, BytesRejection>;
-
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const MAX_KEY_LEN: usize = 256;
 
-struct Request {
-    to: PushTo,
-    op: i32,
-    headers: HeaderMap,
-    body: Body,
+/// Which `/goim/push/*` route was called.
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    Keys,
+    Mids,
+    Room,
+    All,
 }
 
-async fn push(logic: &Logic, r: Request) -> ApiResult {
-    let Request { to, op, headers, body } = r;
-    let body = body.map_err(|e| ApiError::bad(format!("body: {e}")))?;
-    let key = match headers.get(IDEMPOTENCY_KEY) {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= MAX_KEY_LEN => Some(k),
-            _ => {
-                return Err(ApiError::bad(format!(
-                    "Idempotency-Key: 1 to {MAX_KEY_LEN} visible ASCII characters"
-                )))
+/// The route's target, from its query parameters (goim's names).
+fn target(route: Route, p: &Params) -> Result<PushTo, ApiError> {
+    match route {
+        Route::Keys => {
+            let keys = p.list("keys");
+            if keys.is_empty() {
+                return Err(ApiError::bad("keys: missing"));
             }
-        },
-    };
+            Ok(PushTo::Keys(keys))
+        }
+        Route::Mids => {
+            let mids = p
+                .list("mids")
+                .iter()
+                .map(|m| m.parse::<i64>().map_err(|_| ApiError::bad(format!("mids: invalid value {m:?}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            if mids.is_empty() {
+                return Err(ApiError::bad("mids: missing"));
+            }
+            Ok(PushTo::Mids(mids))
+        }
+        Route::Room => Ok(PushTo::Room(format!("{}://{}", p.required("type")?, p.required("room")?))),
+        Route::All => {
+            // goim's `speed` throttles broadcast fan-out; validated here, not applied yet.
+            p.parsed::<u32>("speed")?;
+            Ok(PushTo::All)
+        }
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    match headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(k)) if !k.is_empty() && k.len() <= MAX_KEY_LEN => Ok(Some(k)),
+        Some(_) => {
+            Err(ApiError::bad(format!("Idempotency-Key: 1 to {MAX_KEY_LEN} visible ASCII characters")))
+        }
+    }
+}
+
+pub async fn handle(
+    route: Route,
+    State(logic): State<Arc<Logic>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let p = Params::parse(q);
+    let op = p.operation()?;
+    let to = target(route, &p)?;
+    let key = idempotency_key(&headers)?;
+    let body = body.map_err(|e| ApiError::bad(format!("body: {e}")))?;
     if body.len() > logic.max_push_body {
         return Err(ApiError::bad(format!(
             "body: {} bytes exceeds the limit of {}",
@@ -46,73 +84,12 @@ async fn push(logic: &Logic, r: Request) -> ApiResult {
             logic.max_push_body
         )));
     }
-    let is_room = matches!(to, PushTo::Room(_));
-    let p = logic
+    let pushed = logic
         .push(to, op, body, key)
         .await
         .map_err(|e| ApiError::internal(format!("push not committed: {e}")))?;
-    if is_room {
-        ok(json!({ "seq": p.seq, "room_seq": p.room_seq }))
-    } else {
-        ok(json!({ "seq": p.seq }))
+    match route {
+        Route::Room => ok(json!({ "seq": pushed.seq, "room_seq": pushed.room_seq })),
+        _ => ok(json!({ "seq": pushed.seq })),
     }
-}
-
-pub async fn keys(
-    State(logic): State<Arc<Logic>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    let p = Params::parse(q);
-    let op = p.operation()?;
-    let keys = p.list("keys");
-    if keys.is_empty() {
-        return Err(ApiError::bad("keys: missing"));
-    }
-    push(&logic, Request { to: PushTo::Keys(keys), op, headers, body }).await
-}
-
-pub async fn mids(
-    State(logic): State<Arc<Logic>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    let p = Params::parse(q);
-    let op = p.operation()?;
-    let mids = p
-        .list("mids")
-        .iter()
-        .map(|m| m.parse::<i64>().map_err(|_| ApiError::bad(format!("mids: invalid value {m:?}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    if mids.is_empty() {
-        return Err(ApiError::bad("mids: missing"));
-    }
-    push(&logic, Request { to: PushTo::Mids(mids), op, headers, body }).await
-}
-
-pub async fn room(
-    State(logic): State<Arc<Logic>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    let p = Params::parse(q);
-    let op = p.operation()?;
-    let room = format!("{}://{}", p.required("type")?, p.required("room")?);
-    push(&logic, Request { to: PushTo::Room(room), op, headers, body }).await
-}
-
-pub async fn all(
-    State(logic): State<Arc<Logic>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    let p = Params::parse(q);
-    let op = p.operation()?;
-    // goim's `speed` throttles broadcast fan-out; validated here, not applied yet.
-    p.parsed::<u32>("speed")?;
-    push(&logic, Request { to: PushTo::All, op, headers, body }).await
 }

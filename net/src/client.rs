@@ -30,8 +30,12 @@ pub struct AuthRequest {
     pub accepts: Vec<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// **[ext]** The last room offset this client saw: the comet replays what came after.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub room_seq: Option<i64>,
+    pub room_seq: Option<u64>,
+    /// **[ext]** The room epoch `room_seq` belongs to (from an earlier auth reply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 /// The op-8 auth reply; goim sends an empty body, which parses as the default.
@@ -45,8 +49,11 @@ pub struct AuthReply {
     pub room_id: String,
     #[serde(default)]
     pub heartbeat: u64,
+    /// The room offset the messages that follow continue from.
     #[serde(default)]
-    pub room_seq: i64,
+    pub room_seq: u64,
+    #[serde(default)]
+    pub epoch: String,
     #[serde(default)]
     pub recovered: bool,
     #[serde(default)]
@@ -471,6 +478,7 @@ mod tests {
                 room_id: "live://1000".into(),
                 heartbeat: 240,
                 room_seq: 3,
+                epoch: String::new(),
                 recovered: true,
                 error: None,
             }

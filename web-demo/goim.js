@@ -1,10 +1,17 @@
 // A goim v2 WebSocket client: 16-byte big-endian header + body per packet, op-9 batches
-// unpacked into their inner packets. Usable from any page: new GoimClient(url, auth, handlers).
+// unpacked into their inner packets. It asks logic (/goim/nodes/weighted, same origin as the
+// page) which comet to use, and on disconnect reconnects with jittered backoff, resuming the
+// room: the auth carries the key, the last room offset seen (room_seq) and its epoch, so the
+// comet replays what was missed. Usable from any page:
+//   new GoimClient(fallbackUrl, auth, handlers[, { nodesUrl }])
 "use strict";
 
 const OP = { HEARTBEAT: 2, HEARTBEAT_REPLY: 3, SEND_MSG: 4, SEND_MSG_REPLY: 5, AUTH: 7, AUTH_REPLY: 8, RAW: 9,
   CHANGE_ROOM: 12, CHANGE_ROOM_REPLY: 13 };
+// Replies carry the request's seq, not a room offset.
+const REPLY_OPS = new Set([1, 3, 5, 8, 13, 15, 17]);
 const HEADER = 16;
+const BACKOFF_MIN = 500, BACKOFF_MAX = 10000;
 
 function encodePacket(op, seq, body) {
   const bytes = new TextEncoder().encode(body || "");
@@ -40,41 +47,90 @@ function decodePackets(buf) {
   return out;
 }
 
+// Room pushes carry the room offset truncated to 32 bits: take the offset with those low
+// bits closest to `current`.
+function extendRoomSeq(current, low32) {
+  const diff = (low32 - (current % 2 ** 32)) | 0;
+  const seq = current + diff;
+  return seq < 0 ? low32 : seq;
+}
+
 class GoimClient {
-  constructor(url, auth, handlers) {
-    this.url = url;
+  constructor(url, auth, handlers, options) {
+    this.fallbackUrl = url;
+    this.nodesUrl = (options && options.nodesUrl) || "/goim/nodes/weighted";
     this.auth = auth;
     this.on = handlers;
     this.seq = 0;
-    this.backoff = 500;
+    this.backoff = BACKOFF_MIN;
+    this.key = auth.key || "";
+    this.roomSeq = 0;
+    this.epoch = "";
+    this.authed = false;
+    this.failedUrl = null;
     this.connect();
   }
 
-  connect() {
-    const ws = new WebSocket(this.url);
+  status(text) { this.on.status && this.on.status(text); }
+
+  // Comet WebSocket URLs from logic, least loaded first; [] when logic can't say.
+  async comets() {
+    try {
+      const res = await fetch(this.nodesUrl, { signal: AbortSignal.timeout(3000) });
+      const reply = await res.json();
+      const scheme = new URL(this.fallbackUrl).protocol;
+      return ((reply.data && reply.data.addrs) || []).map((a) => a.ws).filter(Boolean).map((ws) => {
+        const [, host, port] = ws.match(/^(.*):(\d+)$/) || [null, ws, ""];
+        const h = ["", "0.0.0.0", "[::]"].includes(host) ? location.hostname : host;
+        return `${scheme}//${h}${port ? ":" + port : ""}/sub`;
+      });
+    } catch (_) {
+      return [];
+    }
+  }
+
+  async connect() {
+    const urls = await this.comets();
+    const url = urls.find((u) => u !== this.failedUrl) || urls[0] || this.fallbackUrl;
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (_) {
+      this.failedUrl = url;
+      return this.retry();
+    }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
-    ws.onopen = () => { this.backoff = 500; ws.send(encodePacket(OP.AUTH, ++this.seq, JSON.stringify(this.auth))); };
+    this.url = url;
+    ws.onopen = () => {
+      const req = Object.assign({}, this.auth, { key: this.key });
+      if (this.authed) {
+        req.room_seq = this.roomSeq;
+        if (this.epoch) req.epoch = this.epoch;
+      }
+      ws.send(encodePacket(OP.AUTH, ++this.seq, JSON.stringify(req)));
+    };
     ws.onmessage = (ev) => {
       for (const p of decodePackets(ev.data)) this.dispatch(p);
     };
     ws.onclose = () => {
+      if (ws !== this.ws) return;
       clearInterval(this.timer);
-      this.on.status && this.on.status("disconnected, retrying");
-      setTimeout(() => this.connect(), this.backoff);
-      this.backoff = Math.min(this.backoff * 2, 10000);
+      this.failedUrl = url;
+      this.status("disconnected, retrying");
+      this.retry();
     };
+  }
+
+  // Jittered exponential backoff: wait between half and all of the current step.
+  retry() {
+    setTimeout(() => this.connect(), this.backoff * (0.5 + Math.random() / 2));
+    this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
   }
 
   dispatch(p) {
     if (p.op === OP.AUTH_REPLY) {
-      const reply = p.body ? JSON.parse(p.body) : {};
-      if (reply.error) { this.on.status && this.on.status("auth rejected: " + reply.error); return; }
-      this.auth.key = reply.key;
-      this.on.status && this.on.status("connected as mid " + reply.mid + " in " + reply.room_id);
-      const every = Math.max(5, Math.min(reply.heartbeat || 30, 30)) * 1000;
-      this.heartbeat();
-      this.timer = setInterval(() => this.heartbeat(), every);
+      this.authReply(p.body ? JSON.parse(p.body) : {});
     } else if (p.op === OP.HEARTBEAT_REPLY) {
       const b = p.bytes;
       const n = b.length >= 4 ? new DataView(b.buffer, b.byteOffset, 4).getInt32(0) : 0;
@@ -82,10 +138,42 @@ class GoimClient {
     } else if (p.op === OP.SEND_MSG_REPLY) {
       this.on.sent && this.on.sent(p.body ? JSON.parse(p.body) : {});
     } else {
+      if (p.seq !== 0 && !REPLY_OPS.has(p.op)) {
+        this.roomSeq = Math.max(this.roomSeq, extendRoomSeq(this.roomSeq, p.seq >>> 0));
+      }
       this.on.message && this.on.message(p);
     }
   }
 
-  heartbeat() { this.ws.send(encodePacket(OP.HEARTBEAT, ++this.seq, "")); }
-  send(text) { this.ws.send(encodePacket(OP.SEND_MSG, ++this.seq, text)); }
+  // The server closes after a refused auth; onclose retries (it may be mid failover).
+  authReply(reply) {
+    if (reply.error) { this.status("auth rejected: " + reply.error); return; }
+    const resumed = this.authed, before = this.roomSeq, sameEpoch = (reply.epoch || "") === this.epoch;
+    this.authed = true;
+    this.backoff = BACKOFF_MIN;
+    this.key = reply.key || this.key;
+    this.roomSeq = reply.room_seq || 0;
+    this.epoch = reply.epoch || "";
+    if (!resumed) {
+      this.status("connected as mid " + reply.mid + " in " + reply.room_id);
+    } else if (reply.recovered) {
+      this.status("reconnected (recovered missed messages after room seq " + this.roomSeq + ")");
+    } else {
+      const lost = sameEpoch && this.roomSeq > before ? " " + (this.roomSeq - before) : "";
+      this.status("reconnected (history gap:" + lost + " missed messages not recoverable)");
+    }
+    const every = Math.max(5, Math.min(reply.heartbeat || 30, 30)) * 1000;
+    this.heartbeat();
+    this.timer = setInterval(() => this.heartbeat(), every);
+  }
+
+  // Sends only while connected; returns whether the packet went out.
+  sendPacket(op, body) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(encodePacket(op, ++this.seq, body));
+    return true;
+  }
+
+  heartbeat() { this.sendPacket(OP.HEARTBEAT, ""); }
+  send(text) { return this.sendPacket(OP.SEND_MSG, text); }
 }

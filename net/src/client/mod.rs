@@ -1,6 +1,11 @@
 //! A goim v2 client over TCP or WebSocket, for integration tests, benchmarks and the
 //! fault harness: it speaks the wire protocol exactly as goim's own clients do, and keeps
-//! pushes that arrive while it waits for a reply so none is lost.
+//! pushes that arrive while it waits for a reply so none is lost. `ResumingClient`
+//! (in `resume`) wraps it with reconnection and room-offset recovery.
+
+mod resume;
+
+pub use resume::{extend_room_seq, is_room_push, Event, ResumeConfig, ResumingClient};
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -80,6 +85,12 @@ pub enum ClientError {
     Unexpected(String),
     #[error("{0} needs a WebSocket connection")]
     NotWebSocket(&'static str),
+    /// `ResumingClient` found no comet to connect to (logic unreachable, none known).
+    #[error("no comet address known")]
+    NoComet,
+    /// `ResumingClient` could not (re)connect within its `give_up_after`.
+    #[error("gave up reconnecting after {after:?}; last error: {last}")]
+    GaveUp { after: Duration, last: String },
 }
 
 /// Socket failures surfaced by the TCP codec are I/O errors, not protocol violations.

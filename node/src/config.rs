@@ -95,6 +95,13 @@ settings! {
     /// Push-log retention: records kept at most, and their longest age.
     retention_records: u64 = 1_000_000, "GOIM_RETENTION_RECORDS";
     retention_ms: u64 = 24 * 3600 * 1000, "GOIM_RETENTION_MS";
+    /// Room history (what reconnecting clients recover): messages kept per room (0: only
+    /// the push-log limits apply), and their longest age.
+    room_retention_records: u64 = 10_000, "GOIM_ROOM_RETENTION_RECORDS";
+    room_retention_ms: u64 = 24 * 3600 * 1000, "GOIM_ROOM_RETENTION_MS";
+    /// Most messages a comet replays to one reconnecting client; a longer gap is not
+    /// recovered (`recovered:false`).
+    recover_max: u64 = 10_000, "GOIM_RECOVER_MAX";
     /// Write batches (Raft entries of many client writes) committing at once.
     raft_batches_in_flight: usize = 2, "GOIM_RAFT_BATCHES_IN_FLIGHT";
     /// Build a Raft snapshot every this many log entries.

@@ -71,6 +71,7 @@ pub async fn run(
             renew_interval: Duration::from_millis(cfg.renew_interval_ms),
             buckets: 32,
             rpc_timeout: RPC_TIMEOUT,
+            recover_max: cfg.recover_max,
         };
         comet::start(comet_cfg, endpoint.clone(), cfg.logic_addrs(), shutdown.clone())
             .await

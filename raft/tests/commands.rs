@@ -8,7 +8,7 @@ use goim_net::rpc::PushTarget;
 use goim_raft::command::*;
 use goim_raft::{Reply, Request, TypeConfig};
 use goim_storage::tables::sessions::Session;
-use goim_storage::tables::{comets, offsets, pushlog, requests, sessions};
+use goim_storage::tables::{comets, offsets, pushlog, requests, rooms, sessions};
 use goim_storage::StateMachine;
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
@@ -71,7 +71,54 @@ fn push(to: PushTo) -> Request {
 }
 
 fn push_with_id(id: &str, to: PushTo, ts_ms: u64) -> Request {
-    Request::Push(Push { id: id.into(), to, op: 1000, body: "b".into(), ts_ms })
+    Request::Push(Push { id: id.into(), to, op: 1000, body: "b".into(), ts_ms, room_keep: 0 })
+}
+
+fn room_push(room: &str, n: u64, keep: u64) -> Request {
+    let body = format!("{room}-{n}").into();
+    let id = format!("{room}-{n}");
+    Request::Push(Push { id, to: PushTo::Room(room.into()), op: 1000, body, ts_ms: 100 + n, room_keep: keep })
+}
+
+fn history_offsets(sm: &Sm, room: &str, after: u64) -> Vec<u64> {
+    let records = rooms::history(&sm.sm.view(), room, after, 100, usize::MAX).unwrap();
+    records.iter().map(|r| r.room_seq().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn room_history_is_windowed_per_room_trimmed_with_the_log_and_has_an_epoch() {
+    let mut sm = Sm::new().await;
+    for n in 1..=5 {
+        sm.one(room_push("a", n, 3)).await;
+    }
+    for n in 1..=2 {
+        sm.one(room_push("b", n, 0)).await;
+    }
+    assert_eq!(history_offsets(&sm, "a", 0), [3, 4, 5], "a keeps its last 3");
+    assert_eq!(history_offsets(&sm, "a", 3), [4, 5]);
+    assert_eq!(history_offsets(&sm, "b", 0), [1, 2]);
+    assert!(history_offsets(&sm, "a", 5).is_empty());
+    let records = rooms::history(&sm.sm.view(), "a", 3, 100, usize::MAX).unwrap();
+    assert_eq!(records[0].body, "a-4", "history reads the push-log record");
+
+    // Trimming the log (a's 1..=3 at seqs 1..=3) takes their history entries with them.
+    sm.one(Request::Trim(Trim { partition: 0, before_seq: 4 })).await;
+    assert_eq!(history_offsets(&sm, "a", 0), [4, 5]);
+    sm.one(Request::Trim(Trim { partition: 0, before_seq: 7 })).await;
+    assert_eq!(history_offsets(&sm, "b", 0), [2]);
+    assert!(history_offsets(&sm, "a", 0).is_empty());
+
+    // The epoch comes from the command that first saw the room, and never changes after.
+    let view = sm.sm.view();
+    assert_eq!(rooms::state(&view, "a").unwrap(), Some(rooms::RoomState { last_seq: 5, epoch: 101 }));
+    let in_b = Connect { session: session("k", 1, "c1", 1, "b") };
+    assert_eq!(sm.one(Request::Connect(in_b)).await, Reply::Joined { room_seq: 2, epoch: 101 });
+    let to_new = ChangeRoom { comet: "c1".into(), key: "k".into(), conn: 1, room: "new".into(), ts_ms: 777 };
+    assert_eq!(sm.one(Request::ChangeRoom(to_new)).await, Reply::Joined { room_seq: 0, epoch: 777 });
+    let to_a = ChangeRoom { comet: "c1".into(), key: "k".into(), conn: 1, room: "a".into(), ts_ms: 999 };
+    assert_eq!(sm.one(Request::ChangeRoom(to_a)).await, Reply::Joined { room_seq: 5, epoch: 101 });
+    let no_room = ChangeRoom { comet: "c1".into(), key: "k".into(), conn: 1, room: String::new(), ts_ms: 1 };
+    assert_eq!(sm.one(Request::ChangeRoom(no_room)).await, Reply::Joined { room_seq: 0, epoch: 0 });
 }
 
 #[tokio::test]
@@ -95,7 +142,11 @@ async fn key_and_mid_pushes_resolve_to_one_record_per_comet() {
     assert_eq!(sm.one(push(PushTo::Keys(vec!["zzz".into()]))).await, Reply::Pushed { seq: 2, room_seq: 0 });
     // Room pushes get dense per-room offsets; broadcasts one record.
     assert_eq!(sm.one(push(PushTo::Room("live://1".into()))).await, Reply::Pushed { seq: 3, room_seq: 1 });
-    assert_eq!(sm.one(connect("late", 3, "c1", 9)).await, Reply::Joined { room_seq: 1 }, "offset at join");
+    assert_eq!(
+        sm.one(connect("late", 3, "c1", 9)).await,
+        Reply::Joined { room_seq: 1, epoch: 1 },
+        "offset at join"
+    );
     assert_eq!(sm.one(push(PushTo::Room("live://2".into()))).await, Reply::Pushed { seq: 4, room_seq: 1 });
     assert_eq!(sm.one(push(PushTo::Room("live://1".into()))).await, Reply::Pushed { seq: 5, room_seq: 2 });
     assert_eq!(sm.one(push(PushTo::All)).await, Reply::Pushed { seq: 6, room_seq: 0 });

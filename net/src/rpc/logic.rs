@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::RpcError;
+use super::{PushRecord, RpcError};
 
 /// A comet as registered in the cluster (goim's discovery instance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,10 @@ pub struct AuthBody {
     pub platform: String,
     pub accepts: Vec<i32>,
     pub token: Option<String>,
+    /// **[ext]** The last room offset the client saw: recover what came after it.
+    pub room_seq: Option<u64>,
+    /// **[ext]** The epoch that offset belongs to, as an earlier auth reply gave it.
+    pub epoch: Option<String>,
 }
 
 /// One live connection of a comet, as `Resync` reports it.
@@ -86,6 +90,14 @@ pub enum LogicRequest {
     },
     /// Registered, unexpired comets (for jobs).
     Comets,
+    /// Retained messages of `room` after offset `after`, up to `until` (inclusive), at most
+    /// `limit`. The serving node first waits (briefly) until it has applied `until`.
+    History {
+        room: String,
+        after: u64,
+        until: u64,
+        limit: u32,
+    },
     /// A job asks to own (or keeps owning) a push-log partition for `ttl_ms`.
     AcquireLease {
         partition: u32,
@@ -115,6 +127,21 @@ pub enum LogicReply {
         heartbeat_secs: u64,
         /// The room's offset when the session was recorded: the last room push before it.
         room_seq: u64,
+        /// The room's epoch (0 for no room).
+        epoch: u64,
+    },
+    /// After a room change: the new room's offset and epoch at the change (0s for no room).
+    Joined {
+        room_seq: u64,
+        epoch: u64,
+    },
+    /// Retained room messages, dense and in order. They start after the requested offset
+    /// only if that part of the history is still retained.
+    History {
+        epoch: u64,
+        /// The room's newest offset as the serving node knows it.
+        last_seq: u64,
+        records: Vec<PushRecord>,
     },
     Done,
     /// Cluster-wide online count per room, summed over every comet.

@@ -40,3 +40,13 @@ impl PushTarget {
         }
     }
 }
+
+impl PushRecord {
+    /// The room offset of a room push.
+    pub fn room_seq(&self) -> Option<u64> {
+        match self.target {
+            PushTarget::Room { room_seq, .. } => Some(room_seq),
+            _ => None,
+        }
+    }
+}

@@ -70,9 +70,11 @@ impl Bucket {
     }
 
     /// Moves `ch` to `room` (`None`: no room). A channel no longer registered only has its
-    /// own field updated.
+    /// own field updated. The channel holds its frames from the move on, until the caller
+    /// resumes it (with the new room's replay).
     pub fn change_room(&self, ch: &Arc<Channel>, room: Option<String>) {
         let mut state = write(&self.state);
+        ch.hold();
         if !state.is_current(ch) {
             ch.set_room(room);
             return;

@@ -2,13 +2,18 @@
 //! conn id, client ip), current room, accepted ops, and a bounded queue of pre-encoded
 //! frames that the connection's writer drains. Pushing never blocks: a full queue applies
 //! the slow-consumer policy.
+//!
+//! The channel also keeps its place in its room's stream (`RoomFlow`): room frames at or
+//! below the last offset it queued are dropped, so history replay and live delivery meet
+//! without a duplicate. While the comet prepares a replay, everything is held back and
+//! released behind the replay, in arrival order.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use goim_net::packet::HEADER_LEN;
+use goim_net::packet::{encode_batch, split_batch, HEADER_LEN};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -19,22 +24,47 @@ use super::{lock, SlowConsumer};
 pub enum Frame {
     /// One packet, written as-is on every transport.
     Packet(Bytes),
-    /// A whole op-9 batch: WebSocket clients get it as one message, TCP clients get its
-    /// inner packets (the bytes past the outer header).
-    Batch(Bytes),
+    /// An op-9 batch of consecutive room messages, offsets `first..=last`: WebSocket
+    /// clients get it as one message, TCP clients get its inner packets (the bytes past
+    /// the outer header).
+    Room(RoomBatch),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomBatch {
+    pub batch: Bytes,
+    pub first: u64,
+    pub last: u64,
+}
+
+impl RoomBatch {
+    /// The batch without its messages at or below `seen` (which must be inside it).
+    fn after(&self, seen: u64) -> Option<RoomBatch> {
+        let packets = split_batch(self.batch.slice(HEADER_LEN.min(self.batch.len())..), usize::MAX).ok()?;
+        let skip = usize::try_from(seen + 1 - self.first).ok()?;
+        if packets.len() as u64 != self.last - self.first + 1 || skip >= packets.len() {
+            return None;
+        }
+        Some(RoomBatch { batch: encode_batch(&packets[skip..]), first: seen + 1, last: self.last })
+    }
 }
 
 impl Frame {
-    pub fn ws_bytes(&self) -> Bytes {
+    fn bytes(&self) -> &Bytes {
         match self {
-            Frame::Packet(b) | Frame::Batch(b) => b.clone(),
+            Frame::Packet(b) => b,
+            Frame::Room(r) => &r.batch,
         }
+    }
+
+    pub fn ws_bytes(&self) -> Bytes {
+        self.bytes().clone()
     }
 
     pub fn tcp_bytes(&self) -> Bytes {
         match self {
             Frame::Packet(b) => b.clone(),
-            Frame::Batch(b) => b.slice(HEADER_LEN.min(b.len())..),
+            Frame::Room(r) => r.batch.slice(HEADER_LEN.min(r.batch.len())..),
         }
     }
 }
@@ -54,6 +84,17 @@ pub enum Pushed {
     Dropped,
     /// The channel is closed (now, or already before).
     Closed,
+    /// Room messages the channel had queued already.
+    Duplicate,
+}
+
+/// Where the channel is in its room's stream.
+#[derive(Default)]
+struct RoomFlow {
+    /// The last room offset queued (room frames at or below it are duplicates).
+    seen: u64,
+    /// `Some` while a replay is being prepared: frames pushed meanwhile, in order.
+    held: Option<Vec<Frame>>,
 }
 
 /// The session state logic confirmed at auth.
@@ -75,6 +116,8 @@ pub struct Channel {
     room: Mutex<Option<String>>,
     /// Sorted, without duplicates.
     accepts: Mutex<Vec<i32>>,
+    /// Locked before `queue` when both are.
+    flow: Mutex<RoomFlow>,
     queue: Mutex<VecDeque<Frame>>,
     ready: Notify,
     closed: CancellationToken,
@@ -100,6 +143,7 @@ impl Channel {
             ip,
             room: Mutex::new(session.room),
             accepts: Mutex::new(accepts),
+            flow: Mutex::new(RoomFlow::default()),
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             closed,
@@ -136,30 +180,95 @@ impl Channel {
         lock(&self.accepts).retain(|op| !ops.contains(op));
     }
 
-    /// Queues `frame` for the writer without blocking. A full queue closes the channel or
-    /// drops the frame, per the policy, and counts it.
+    /// Queues `frame` for the writer without blocking (or holds it back during a replay).
+    /// A full queue closes the channel or drops the frame, per the policy, and counts it.
     pub fn push(&self, frame: Frame) -> Pushed {
+        let mut flow = lock(&self.flow);
+        if let Some(held) = flow.held.as_mut() {
+            if self.is_closed() {
+                return Pushed::Closed;
+            }
+            if held.len() >= self.policy.capacity {
+                drop(flow);
+                return self.overflow();
+            }
+            held.push(frame);
+            return Pushed::Queued;
+        }
+        self.queue_in_flow(&mut flow, frame)
+    }
+
+    /// Holds every frame back from now until `resume` (the channel is about to join a room
+    /// whose replay the comet prepares).
+    pub fn hold(&self) {
+        lock(&self.flow).held.get_or_insert_with(Vec::new);
+    }
+
+    /// Ends a hold: queues `reply`, then the `replay` of room history after offset `seen`,
+    /// then what was held back, skipping room messages already queued.
+    pub fn resume(&self, reply: Frame, seen: u64, replay: Vec<Frame>) {
+        let mut flow = lock(&self.flow);
+        let held = flow.held.take().unwrap_or_default();
+        flow.seen = seen;
+        self.queue_in_flow(&mut flow, reply);
+        for frame in replay.into_iter().chain(held) {
+            if self.queue_in_flow(&mut flow, frame) == Pushed::Closed {
+                return;
+            }
+        }
+    }
+
+    /// Queues `frame`, dropping room messages at or below `flow.seen`.
+    fn queue_in_flow(&self, flow: &mut RoomFlow, frame: Frame) -> Pushed {
+        let frame = match frame {
+            Frame::Room(r) if r.last <= flow.seen => return Pushed::Duplicate,
+            Frame::Room(r) if r.first <= flow.seen => match r.after(flow.seen) {
+                Some(tail) => Frame::Room(tail),
+                None => {
+                    tracing::warn!(key = %self.key, first = r.first, last = r.last, "unsplittable room batch");
+                    return Pushed::Duplicate;
+                }
+            },
+            other => other,
+        };
+        let last = match &frame {
+            Frame::Room(r) => Some(r.last),
+            _ => None,
+        };
+        let pushed = self.enqueue(frame);
+        if let (Pushed::Queued, Some(last)) = (pushed, last) {
+            flow.seen = last;
+        }
+        pushed
+    }
+
+    fn enqueue(&self, frame: Frame) -> Pushed {
         if self.is_closed() {
             return Pushed::Closed;
         }
         let mut queue = lock(&self.queue);
         if queue.len() >= self.policy.capacity {
             drop(queue);
-            metrics::counter!("goim_comet_slow_consumer_total", "policy" => self.policy.slow.label())
-                .increment(1);
-            return match self.policy.slow {
-                SlowConsumer::Close => {
-                    tracing::debug!(key = %self.key, conn = self.conn, "slow consumer closed");
-                    self.close();
-                    Pushed::Closed
-                }
-                SlowConsumer::Drop => Pushed::Dropped,
-            };
+            return self.overflow();
         }
         queue.push_back(frame);
         drop(queue);
         self.ready.notify_one();
         Pushed::Queued
+    }
+
+    /// The slow-consumer policy, applied to a frame that found the queue full.
+    fn overflow(&self) -> Pushed {
+        metrics::counter!("goim_comet_slow_consumer_total", "policy" => self.policy.slow.label())
+            .increment(1);
+        match self.policy.slow {
+            SlowConsumer::Close => {
+                tracing::debug!(key = %self.key, conn = self.conn, "slow consumer closed");
+                self.close();
+                Pushed::Closed
+            }
+            SlowConsumer::Drop => Pushed::Dropped,
+        }
     }
 
     /// Everything queued so far, in order.
@@ -213,7 +322,7 @@ mod tests {
     #[test]
     fn batch_frames_lose_their_outer_header_on_tcp() {
         let batch = goim_net::packet::encode_batch(&[goim_net::packet::Packet::new(1000, 3, "x")]);
-        let frame = Frame::Batch(batch.clone());
+        let frame = Frame::Room(RoomBatch { batch: batch.clone(), first: 3, last: 3 });
         assert_eq!(frame.ws_bytes(), batch);
         assert_eq!(frame.tcp_bytes(), batch.slice(HEADER_LEN..));
         let single = Frame::Packet(batch.clone());
@@ -250,6 +359,39 @@ mod tests {
         assert!(!ch.is_closed());
         assert_eq!(Vec::from(ch.take_all()), vec![frame(1), frame(2)]);
         assert_eq!(ch.push(frame(4)), Pushed::Queued);
+    }
+
+    fn room_frame(first: u64, last: u64) -> Frame {
+        let packets: Vec<_> =
+            (first..=last).map(|s| goim_net::packet::Packet::new(1000, s as i32, "m")).collect();
+        Frame::Room(RoomBatch { batch: encode_batch(&packets), first, last })
+    }
+
+    fn offsets(frames: VecDeque<Frame>) -> Vec<Vec<i32>> {
+        frames
+            .into_iter()
+            .map(|f| split_batch(f.tcp_bytes(), usize::MAX).unwrap().iter().map(|p| p.seq).collect())
+            .collect()
+    }
+
+    #[test]
+    fn held_frames_follow_the_reply_and_replay_without_duplicates() {
+        let ch = channel(16, SlowConsumer::Close);
+        ch.hold();
+        assert_eq!(ch.push(room_frame(4, 6)), Pushed::Queued);
+        assert_eq!(ch.push(frame(9)), Pushed::Queued);
+        assert_eq!(ch.push(room_frame(7, 8)), Pushed::Queued);
+        assert!(ch.take_all().is_empty(), "held back until resumed");
+        let reply = Frame::Packet(goim_net::packet::Packet::new(8, 1, "reply").to_bytes());
+        ch.resume(reply.clone(), 2, vec![room_frame(3, 5)]);
+        let mut got = ch.take_all();
+        assert_eq!(got.pop_front(), Some(reply));
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[2], frame(9), "non-room frames keep their place");
+        got.remove(2);
+        assert_eq!(offsets(got), [vec![3, 4, 5], vec![6], vec![7, 8]], "4 and 5 came with the replay");
+        assert_eq!(ch.push(room_frame(7, 8)), Pushed::Duplicate);
+        assert_eq!(ch.push(room_frame(9, 9)), Pushed::Queued);
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The per-connection protocol state machine (PROTOCOL.md §3), shared by TCP and
 //! WebSocket: the handshake timer and auth (op 7), then heartbeats, uplink messages, room
 //! changes and sub/unsub until the connection closes, and the cleanup every close path
-//! shares (leave the bucket, tell logic).
+//! shares (leave the bucket, tell logic). Joining a room (auth, op 12) goes through
+//! `recover`: the reply, then the room's replay, then live frames.
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -16,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::channel::{Channel, Frame, Session};
+use super::recover::{self, epoch_text, Joined, Plan, Resume};
 use super::transport::{note_read_error, FrameSink, PacketSource};
 use super::{writer, Comet};
 use goim_net::rpc::RpcError;
@@ -33,7 +35,26 @@ pub struct AuthReplyJson<'a> {
     pub room_id: &'a str,
     pub heartbeat: u64,
     pub room_seq: u64,
+    pub epoch: String,
     pub recovered: bool,
+}
+
+/// The op-13 body answering a JSON room change ([ext]; a plain room id is echoed, as goim).
+#[derive(Debug, Serialize)]
+pub struct ChangeRoomReplyJson<'a> {
+    pub room_id: &'a str,
+    pub room_seq: u64,
+    pub epoch: String,
+    pub recovered: bool,
+}
+
+/// An op-12 body: a bare room id (goim), or [ext] JSON with an offset to resume from.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ChangeRoomJson {
+    room_id: String,
+    room_seq: Option<u64>,
+    epoch: Option<String>,
 }
 
 /// `{"error":"…"}`, the body of a refused auth or uplink message.
@@ -54,32 +75,40 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
         return;
     };
     let conn = comet.next_conn_id();
-    let Authenticated { session, heartbeat, room_seq } = match authenticate(&comet, conn, peer, &auth).await {
-        Ok(accepted) => accepted,
-        Err(refusal) => {
-            metrics::counter!("goim_comet_auth_failures_total", "reason" => refusal.reason).increment(1);
-            tracing::debug!(%peer, why = %refusal.why, "auth refused");
-            let reply = auth.reply(op::AUTH_REPLY, error_body(&refusal.why));
-            hang_up(writer, Some(reply)).await;
-            return;
-        }
-    };
+    let Authenticated { session, heartbeat, joined, resume } =
+        match authenticate(&comet, conn, peer, &auth).await {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                metrics::counter!("goim_comet_auth_failures_total", "reason" => refusal.reason).increment(1);
+                tracing::debug!(%peer, why = %refusal.why, "auth refused");
+                let reply = auth.reply(op::AUTH_REPLY, error_body(&refusal.why));
+                hang_up(writer, Some(reply)).await;
+                return;
+            }
+        };
 
     let closed = comet.shutdown_token().child_token();
     let ch = Arc::new(Channel::new(conn, peer.ip(), session, comet.queue_policy(), closed));
     tokio::spawn(writer::run(ch.clone(), writer));
+    // Held until the reply and the room's replay are queued; joins the room here.
+    ch.hold();
+    comet.register(ch.clone());
     let room = ch.room();
+    let plan = match &room {
+        Some(room) => recover::prepare(&comet, room, joined, resume).await,
+        None => Plan::default(),
+    };
     let reply = AuthReplyJson {
         key: &ch.key,
         mid: ch.mid,
         room_id: room.as_deref().unwrap_or(""),
         heartbeat: heartbeat.as_secs(),
-        room_seq,
-        recovered: false,
+        room_seq: plan.room_seq,
+        epoch: epoch_text(joined.epoch),
+        recovered: plan.recovered,
     };
     let body = serde_json::to_vec(&reply).unwrap_or_default();
-    ch.push(Frame::Packet(auth.reply(op::AUTH_REPLY, body).to_bytes()));
-    comet.register(ch.clone());
+    ch.resume(Frame::Packet(auth.reply(op::AUTH_REPLY, body).to_bytes()), plan.room_seq, plan.replay);
 
     let conn = Connection { comet, ch, uplink: Arc::new(Semaphore::new(MAX_UPLINK_IN_FLIGHT)) };
     conn.run(&mut reader, heartbeat.saturating_mul(2)).await;
@@ -152,10 +181,11 @@ async fn authenticate(
 ) -> Result<Authenticated, Refusal> {
     let body: AuthBody = serde_json::from_slice(&auth.body)
         .map_err(|e| Refusal { why: format!("bad auth body: {e}"), reason: "json" })?;
+    let resume = body.room_seq.map(|room_seq| Resume { room_seq, epoch: body.epoch.clone() });
     let req =
         LogicRequest::Connect { comet: comet.id().to_string(), conn, ip: peer.ip().to_string(), auth: body };
     let reply = comet.logic().call(&req).await?;
-    let LogicReply::Connected { key, mid, room_id, accepts, heartbeat_secs, room_seq } = reply else {
+    let LogicReply::Connected { key, mid, room_id, accepts, heartbeat_secs, room_seq, epoch } = reply else {
         return Err(RpcError::unexpected(&reply).into());
     };
     let heartbeat = match heartbeat_secs {
@@ -163,15 +193,15 @@ async fn authenticate(
         secs => Duration::from_secs(secs),
     };
     let session = Session { key, mid, room: (!room_id.is_empty()).then_some(room_id), accepts };
-    Ok(Authenticated { session, heartbeat, room_seq })
+    Ok(Authenticated { session, heartbeat, joined: Joined { room_seq, epoch }, resume })
 }
 
-/// What logic confirmed at auth.
+/// What logic confirmed at auth, and what the client asked to resume from.
 struct Authenticated {
     session: Session,
     heartbeat: Duration,
-    /// The room's offset when the session was recorded.
-    room_seq: u64,
+    joined: Joined,
+    resume: Option<Resume>,
 }
 
 /// An authenticated connection's reader side.
@@ -224,7 +254,10 @@ impl Connection {
                 self.send_msg(p);
                 return ControlFlow::Continue(());
             }
-            op::CHANGE_ROOM => self.change_room(&p).await,
+            op::CHANGE_ROOM => {
+                self.change_room(&p).await;
+                return self.still_open();
+            }
             op::SUB => {
                 self.ch.subscribe(&parse_ops(&p.body));
                 p.reply(op::SUB_REPLY, p.body.clone())
@@ -240,6 +273,10 @@ impl Connection {
 
     fn reply(&self, p: Packet) -> ControlFlow<()> {
         self.ch.push(Frame::Packet(p.to_bytes()));
+        self.still_open()
+    }
+
+    fn still_open(&self) -> ControlFlow<()> {
         if self.ch.is_closed() {
             ControlFlow::Break(())
         } else {
@@ -275,21 +312,57 @@ impl Connection {
     }
 
     /// Records the move with logic, then moves the channel locally (even if logic could
-    /// not be told: delivery follows local membership) and echoes the body.
-    async fn change_room(&self, p: &Packet) -> Packet {
-        let room = String::from_utf8_lossy(&p.body).into_owned();
+    /// not be told: delivery follows local membership) and replies: the body echoed, or
+    /// for a JSON body the new room's offset and whether the asked one was recovered.
+    async fn change_room(&self, p: &Packet) {
+        let asked = p.body.first() == Some(&b'{');
+        let target = if asked {
+            serde_json::from_slice::<ChangeRoomJson>(&p.body).unwrap_or_else(|e| {
+                tracing::debug!(key = %self.ch.key, error = %e, "bad change-room JSON: leaving the room");
+                ChangeRoomJson::default()
+            })
+        } else {
+            ChangeRoomJson { room_id: String::from_utf8_lossy(&p.body).into_owned(), ..Default::default() }
+        };
         let req = LogicRequest::ChangeRoom {
             comet: self.comet.id().to_string(),
             key: self.ch.key.clone(),
             conn: self.ch.conn,
-            room: room.clone(),
+            room: target.room_id.clone(),
         };
-        if let Err(e) = self.comet.logic().call(&req).await {
-            tracing::warn!(key = %self.ch.key, error = %e, "change room not recorded by logic");
-        }
-        let room = (!room.is_empty()).then_some(room);
-        self.comet.bucket(&self.ch.key).change_room(&self.ch, room);
-        p.reply(op::CHANGE_ROOM_REPLY, p.body.clone())
+        let joined = match self.comet.logic().call(&req).await {
+            Ok(LogicReply::Joined { room_seq, epoch }) => Some(Joined { room_seq, epoch }),
+            Ok(other) => {
+                tracing::warn!(key = %self.ch.key, reply = ?other, "change room: unexpected reply");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(key = %self.ch.key, error = %e, "change room not recorded by logic");
+                None
+            }
+        };
+        let room = (!target.room_id.is_empty()).then(|| target.room_id.clone());
+        self.comet.bucket(&self.ch.key).change_room(&self.ch, room.clone());
+        let resume = target.room_seq.map(|room_seq| Resume { room_seq, epoch: target.epoch.clone() });
+        let plan = match (&room, joined) {
+            (Some(room), Some(joined)) => recover::prepare(&self.comet, room, joined, resume).await,
+            // Logic did not answer: live from what this comet has handed the room so far.
+            (Some(room), None) => Plan { room_seq: self.comet.delivered().room(room), ..Plan::default() },
+            (None, _) => Plan::default(),
+        };
+        let body = if asked {
+            let reply = ChangeRoomReplyJson {
+                room_id: &target.room_id,
+                room_seq: plan.room_seq,
+                epoch: epoch_text(joined.map_or(0, |j| j.epoch)),
+                recovered: plan.recovered,
+            };
+            Bytes::from(serde_json::to_vec(&reply).unwrap_or_default())
+        } else {
+            p.body.clone()
+        };
+        let reply = Frame::Packet(p.reply(op::CHANGE_ROOM_REPLY, body).to_bytes());
+        self.ch.resume(reply, plan.room_seq, plan.replay);
     }
 
     /// Every close path ends here: leave the bucket, close, tell logic (in the background).

@@ -11,6 +11,7 @@ pub mod conn;
 mod logic_failover;
 pub mod online;
 pub mod push;
+pub mod recover;
 pub mod room;
 pub mod tcp;
 pub mod transport;
@@ -85,6 +86,8 @@ pub struct CometConfig {
     pub renew_interval: Duration,
     pub buckets: usize,
     pub rpc_timeout: Duration,
+    /// Most messages replayed to one joining client; a longer gap is not recovered.
+    pub recover_max: u64,
 }
 
 impl Default for CometConfig {
@@ -108,6 +111,7 @@ impl Default for CometConfig {
             renew_interval: Duration::from_secs(10),
             buckets: 32,
             rpc_timeout: Duration::from_secs(5),
+            recover_max: 10_000,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! delivers each to its channels and acks it. Delivery is exactly-once towards clients
 //! even though jobs deliver at least once: records at or below a partition's delivered
 //! seq are skipped. Room records of one batch become one op-9 frame per room, encoded
-//! once and shared by every member.
+//! once and shared by every member. The highest room offset delivered per room is noted
+//! before the members are visited: a channel joining meanwhile replays history up to it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,19 +17,37 @@ use goim_net::rpc::push::{PushAck, PushBatch};
 use goim_net::rpc::record::Partition;
 use goim_net::rpc::{PushRecord, PushTarget};
 
-use super::channel::{Channel, Frame, Pushed};
+use super::channel::{Channel, Frame, Pushed, RoomBatch};
 use super::{lock, Comet};
 
-/// Highest seq delivered per partition. Each partition has its own lock, held for a whole
-/// batch, so two streams of one partition (a job failing over) cannot interleave.
+/// Highest seq delivered per partition, and highest offset per room. Each partition has
+/// its own lock, held for a whole batch, so two streams of one partition (a job failing
+/// over) cannot interleave.
 #[derive(Default)]
 pub struct Delivered {
     partitions: Mutex<HashMap<Partition, Arc<Mutex<u64>>>>,
+    rooms: Mutex<HashMap<String, u64>>,
 }
 
 impl Delivered {
     fn cursor(&self, partition: Partition) -> Arc<Mutex<u64>> {
         lock(&self.partitions).entry(partition).or_default().clone()
+    }
+
+    fn note_room(&self, room: &str, room_seq: u64) {
+        let mut rooms = lock(&self.rooms);
+        match rooms.get_mut(room) {
+            Some(seen) => *seen = (*seen).max(room_seq),
+            None => {
+                rooms.insert(room.to_string(), room_seq);
+            }
+        }
+    }
+
+    /// The highest offset of `room` this comet has handed to the room's members (0: none).
+    /// Read after a channel joined the room: everything above reaches the channel live.
+    pub fn room(&self, room: &str) -> u64 {
+        lock(&self.rooms).get(room).copied().unwrap_or(0)
     }
 }
 
@@ -92,7 +111,11 @@ pub fn deliver(comet: &Comet, batch: PushBatch) -> PushAck {
         last_seq = last_seq.max(record.seq);
         let PushRecord { target, op, body, .. } = record;
         if let PushTarget::Room { room, room_seq } = target {
-            rooms.add(room, Packet::new(op, room_seq_field(room_seq), body));
+            if !rooms.continues(&room, room_seq) {
+                tracing::warn!(room, room_seq, "room offsets not consecutive in a push batch");
+                frames += rooms.flush(comet);
+            }
+            rooms.add(room, room_seq, Packet::new(op, room_seq_field(room_seq), body));
             continue;
         }
         // Anything else must reach clients after the room records before it.
@@ -114,26 +137,34 @@ pub fn deliver(comet: &Comet, batch: PushBatch) -> PushAck {
 }
 
 /// The packet seq of a room push is the room offset, wrapping like goim's 32-bit seq.
-fn room_seq_field(room_seq: u64) -> i32 {
+pub(super) fn room_seq_field(room_seq: u64) -> i32 {
     room_seq as u32 as i32
 }
 
-/// Room packets gathered from consecutive room records, per room.
+/// Room packets gathered from consecutive room records, per room, with the first offset.
 #[derive(Default)]
 struct RoomGroups {
-    rooms: HashMap<String, Vec<Packet>>,
+    rooms: HashMap<String, (u64, Vec<Packet>)>,
 }
 
 impl RoomGroups {
-    fn add(&mut self, room: String, packet: Packet) {
-        self.rooms.entry(room).or_default().push(packet);
+    /// Whether `room_seq` continues what was gathered for `room` (offsets of a room are
+    /// consecutive in the log; if not, the caller flushes first).
+    fn continues(&self, room: &str, room_seq: u64) -> bool {
+        self.rooms.get(room).is_none_or(|(first, packets)| first + packets.len() as u64 == room_seq)
+    }
+
+    fn add(&mut self, room: String, room_seq: u64, packet: Packet) {
+        self.rooms.entry(room).or_insert_with(|| (room_seq, Vec::new())).1.push(packet);
     }
 
     /// Sends one op-9 frame per room, encoded once; returns the frames queued.
     fn flush(&mut self, comet: &Comet) -> usize {
         let mut queued = 0;
-        for (room, packets) in self.rooms.drain() {
-            let frame = Frame::Batch(encode_batch(&packets));
+        for (room, (first, packets)) in self.rooms.drain() {
+            let last = first + packets.len() as u64 - 1;
+            let frame = Frame::Room(RoomBatch { batch: encode_batch(&packets), first, last });
+            comet.delivered().note_room(&room, last);
             for bucket in comet.buckets() {
                 bucket.for_room(&room, |ch| queued += send(ch, &frame));
             }

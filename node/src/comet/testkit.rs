@@ -36,7 +36,13 @@ struct FakeState {
     pushed: AtomicU64,
     /// Answer renewals as if the comet had expired, and `Resync` with these stale keys.
     expired: Mutex<Option<Vec<(String, u64)>>>,
+    /// Room histories: (oldest retained offset, messages from it on); epoch `FAKE_EPOCH`.
+    rooms: Mutex<BTreeMap<String, (u64, Vec<PushRecord>)>>,
+    /// The room offset `Connect` and `ChangeRoom` report instead of the room's newest.
+    join_offset: Mutex<Option<u64>>,
 }
+
+pub const FAKE_EPOCH: u64 = 0xe0;
 
 impl FakeState {
     fn answer(&self, req: LogicRequest) -> LogicResult {
@@ -49,14 +55,34 @@ impl FakeState {
                 if auth.token.as_deref() == Some("bad") {
                     return Err(RpcError::Rejected("invalid token".into()));
                 }
+                let (room_seq, epoch) = match auth.room_id.is_empty() {
+                    true => (0, 0),
+                    false => (self.last_seq(&auth.room_id), FAKE_EPOCH),
+                };
                 Ok(LogicReply::Connected {
                     key: key_for(&auth.key, conn),
                     mid: auth.mid,
                     room_id: auth.room_id,
                     accepts: auth.accepts,
                     heartbeat_secs: self.heartbeat_secs.load(Ordering::SeqCst),
-                    room_seq: 0,
+                    room_seq,
+                    epoch,
                 })
+            }
+            LogicRequest::ChangeRoom { room, .. } => Ok(LogicReply::Joined {
+                room_seq: self.last_seq(&room),
+                epoch: if room.is_empty() { 0 } else { FAKE_EPOCH },
+            }),
+            LogicRequest::History { room, after, until, limit } => {
+                let (first, records) =
+                    self.rooms.lock().unwrap().get(&room).cloned().unwrap_or((1, Vec::new()));
+                let last_seq = first + records.len() as u64 - 1;
+                let records = records
+                    .into_iter()
+                    .filter(|r| r.room_seq().is_some_and(|s| s > after && (until == 0 || s <= until)))
+                    .take(limit as usize)
+                    .collect();
+                Ok(LogicReply::History { epoch: FAKE_EPOCH, last_seq, records })
             }
             LogicRequest::RenewOnline { .. } => {
                 let counts = self.room_totals.lock().unwrap().clone();
@@ -71,9 +97,18 @@ impl FakeState {
             LogicRequest::Receive { .. } => {
                 Ok(LogicReply::Pushed { seq: self.pushed.fetch_add(1, Ordering::SeqCst) + 1 })
             }
-            LogicRequest::Disconnect { .. } | LogicRequest::ChangeRoom { .. } => Ok(LogicReply::Done),
+            LogicRequest::Disconnect { .. } => Ok(LogicReply::Done),
             other => Err(RpcError::BadRequest(format!("not a comet call: {other:?}"))),
         }
+    }
+}
+
+impl FakeState {
+    fn last_seq(&self, room: &str) -> u64 {
+        if let Some(offset) = *self.join_offset.lock().unwrap() {
+            return offset;
+        }
+        self.rooms.lock().unwrap().get(room).map_or(0, |(first, records)| first + records.len() as u64 - 1)
     }
 }
 
@@ -113,6 +148,35 @@ impl FakeLogic {
 
     pub fn addr(&self) -> String {
         self.endpoint.local_addr().unwrap().to_string()
+    }
+
+    /// Appends a message to `room`'s history (as a committed room push would); returns the
+    /// record to deliver live.
+    pub fn commit_room(&self, room: &str, body: &str) -> PushRecord {
+        let mut rooms = self.state.rooms.lock().unwrap();
+        let (first, records) = rooms.entry(room.to_string()).or_insert((1, Vec::new()));
+        let room_seq = *first + records.len() as u64;
+        let record = PushRecord {
+            body: Bytes::from(body.to_string()),
+            ..rec(room_seq, PushTarget::Room { room: room.into(), room_seq }, 1000, "")
+        };
+        records.push(record.clone());
+        record
+    }
+
+    /// Joins report `offset` as the room's offset (as if recorded before the newest pushes).
+    pub fn set_join_offset(&self, offset: Option<u64>) {
+        *self.state.join_offset.lock().unwrap() = offset;
+    }
+
+    /// Forgets `room`'s history below offset `first` (retention).
+    pub fn trim_room(&self, room: &str, first: u64) {
+        let mut rooms = self.state.rooms.lock().unwrap();
+        if let Some((oldest, records)) = rooms.get_mut(room) {
+            let n = first.saturating_sub(*oldest).min(records.len() as u64) as usize;
+            records.drain(..n);
+            *oldest += n as u64;
+        }
     }
 
     /// The next renewal answers "expired"; the `Resync` that follows reports `stale`.

@@ -1,6 +1,7 @@
 //! The logic role: the cluster's front door. It turns comet RPCs (`rpc`) and HTTP pushes
 //! (`http`) into Raft commands, serves the push log to jobs (`tail`), and, while leading,
 //! proposes the clock that expires dead comets (`ticker`).
+mod history;
 pub mod http;
 mod rpc;
 mod tail;
@@ -27,6 +28,9 @@ pub struct Logic {
     pub max_push_body: usize,
     pub retention_records: u64,
     pub retention_ms: u64,
+    /// Per-room history window: messages, and age.
+    pub room_retention_records: u64,
+    pub room_retention_ms: u64,
 }
 
 /// What a push committed as: the last log seq and, for room pushes, the room offset.
@@ -51,6 +55,8 @@ impl Logic {
             max_push_body: cfg.max_push_body,
             retention_records: cfg.retention_records,
             retention_ms: cfg.retention_ms,
+            room_retention_records: cfg.room_retention_records,
+            room_retention_ms: cfg.room_retention_ms,
         });
         endpoint.register(Service::Logic, Arc::new(rpc::LogicService(logic.clone())));
         endpoint.register(Service::Tail, Arc::new(tail::TailService(logic.clone())));
@@ -72,7 +78,7 @@ impl Logic {
             Some(k) => requests::client_id(k),
             None => requests::generated_id(ts_ms, rand::random()),
         };
-        let cmd = Request::Push(Push { id, to, op, body, ts_ms });
+        let cmd = Request::Push(Push { id, to, op, body, ts_ms, room_keep: self.room_retention_records });
         match self.cluster.write(cmd).await? {
             Reply::Pushed { seq, room_seq } => Ok(Pushed { seq, room_seq }),
             other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),

@@ -51,8 +51,22 @@ impl Logic {
                 Ok(LogicReply::Done)
             }
             LogicRequest::ChangeRoom { comet, key, conn, room } => {
-                self.write(Request::ChangeRoom(ChangeRoom { comet, key, conn, room })).await?;
-                Ok(LogicReply::Done)
+                if room.contains('\0') {
+                    return Err(RpcError::Rejected("room_id must not contain NUL".into()));
+                }
+                let cmd = ChangeRoom { comet, key, conn, room, ts_ms: now_ms() };
+                match self.write(Request::ChangeRoom(cmd)).await? {
+                    Reply::Joined { room_seq, epoch } => Ok(LogicReply::Joined { room_seq, epoch }),
+                    other => Err(RpcError::unexpected(&other)),
+                }
+            }
+            LogicRequest::History { room, after, until, limit } => {
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                let h = self
+                    .history(&room, after, until, limit)
+                    .await
+                    .map_err(|e| RpcError::Unavailable(e.to_string()))?;
+                Ok(LogicReply::History { epoch: h.epoch, last_seq: h.last_seq, records: h.records })
             }
             LogicRequest::RenewOnline { comet, rooms, conn_count, ip_count } => {
                 let cmd = RenewOnline {
@@ -119,8 +133,8 @@ impl Logic {
             ip,
             connected_ms: now_ms(),
         };
-        let room_seq = match self.write(Request::Connect(Connect { session })).await? {
-            Reply::Joined { room_seq } => room_seq,
+        let (room_seq, epoch) = match self.write(Request::Connect(Connect { session })).await? {
+            Reply::Joined { room_seq, epoch } => (room_seq, epoch),
             other => return Err(RpcError::unexpected(&other)),
         };
         Ok(LogicReply::Connected {
@@ -130,6 +144,7 @@ impl Logic {
             accepts: auth.accepts,
             heartbeat_secs: self.heartbeat_secs,
             room_seq,
+            epoch,
         })
     }
 

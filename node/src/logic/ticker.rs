@@ -114,6 +114,7 @@ mod tests {
                     op: 1000,
                     body: "x".into(),
                     ts_ms: 1_000_000 + i * 1000,
+                    room_keep: 0,
                 })),
             })
             .collect();

@@ -1,5 +1,6 @@
 //! `ChangeRoom`: a connection moved to another room (op 12); the session table follows
-//! (goim only changed comet memory).
+//! (goim only changed comet memory). Like `Connect`, the reply names the new room's offset
+//! and epoch at this log position, where the comet's replay ends and live delivery begins.
 use goim_storage::tables::{sessions, Txn};
 use goim_storage::StorageError;
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,8 @@ pub struct ChangeRoom {
     pub key: String,
     pub conn: u64,
     pub room: String,
+    /// Proposer's clock (seeds the epoch of a room seen for the first time).
+    pub ts_ms: u64,
 }
 
 impl ChangeRoom {
@@ -20,7 +23,7 @@ impl ChangeRoom {
             Some(mut s) if s.conn == self.conn && s.comet == self.comet => {
                 s.room = self.room.clone();
                 sessions::put(txn, &s)?;
-                Ok(Reply::Done)
+                super::connect::joined(txn, &self.room, self.ts_ms)
             }
             _ => Ok(Reply::Refused(format!("no session for key {}", self.key))),
         }

@@ -59,8 +59,9 @@ pub enum Reply {
     RoomCounts { counts: BTreeMap<String, u64>, known: bool },
     /// Connections (key, conn) a `Resync` found superseded.
     Stale(Vec<(String, u64)>),
-    /// A session was recorded; `room_seq` is its room's offset at that log position.
-    Joined { room_seq: u64 },
+    /// A session was recorded (or moved room); `room_seq` is its room's offset at that log
+    /// position, `epoch` the room's epoch (both 0 for no room).
+    Joined { room_seq: u64, epoch: u64 },
     /// Lease outcome: when granted, the partition's committed offset to resume from.
     Lease { granted: bool, holder: String, offset: u64 },
     /// The partition's committed offset after a commit.

@@ -30,6 +30,8 @@ pub struct Push {
     pub body: Bytes,
     /// Proposer's clock, stored in the records.
     pub ts_ms: u64,
+    /// Per-room history window in messages (0: bounded by the push log's retention only).
+    pub room_keep: u64,
 }
 
 impl Push {
@@ -55,9 +57,10 @@ impl Push {
         };
         match &self.to {
             PushTo::Room(room) => {
-                let room_seq = rooms::next_seq(txn, room)?;
+                let room_seq = rooms::next_seq(txn, room, self.ts_ms)?;
                 let target = PushTarget::Room { room: room.clone(), room_seq };
                 let seq = pushlog::append(txn, record(target))?;
+                rooms::index(txn, room, room_seq, seq, self.room_keep)?;
                 Ok(Reply::Pushed { seq, room_seq })
             }
             PushTo::All => {

@@ -4,7 +4,7 @@ use goim_net::rpc::record::Partition;
 use goim_net::rpc::PushRecord;
 use serde::{Deserialize, Serialize};
 
-use super::{Kv, Txn};
+use super::{rooms, Kv, Txn};
 use crate::StorageError;
 
 const RECORD: &[u8] = b"plog/";
@@ -52,6 +52,11 @@ pub fn append(txn: &mut Txn<'_>, mut record: PushRecord) -> Result<u64, StorageE
     Ok(record.seq)
 }
 
+/// The record at `seq`, if retained.
+pub fn get(kv: &impl Kv, p: Partition, seq: u64) -> Result<Option<PushRecord>, StorageError> {
+    kv.get(&record_key(p, seq))
+}
+
 /// Records with seq ≥ `from`, in order, at most `limit`.
 pub fn range(kv: &impl Kv, p: Partition, from: u64, limit: usize) -> Result<Vec<PushRecord>, StorageError> {
     kv.range_raw(&record_key(p, from), &record_key(p, u64::MAX), limit)?
@@ -60,14 +65,20 @@ pub fn range(kv: &impl Kv, p: Partition, from: u64, limit: usize) -> Result<Vec<
         .collect()
 }
 
-/// Drops records with seq < `before` (retention).
+/// Drops records with seq < `before` (retention), and their room history entries.
 pub fn trim(txn: &mut Txn<'_>, p: Partition, before: u64) -> Result<usize, StorageError> {
     let mut h = head(txn, p)?;
     let before = before.min(h.last_seq + 1);
     let mut n = 0;
-    for seq in h.first_seq..before {
-        txn.delete(record_key(p, seq));
-        n += 1;
+    if before > h.first_seq {
+        for (k, v) in txn.range_raw(&record_key(p, h.first_seq), &record_key(p, before), usize::MAX)? {
+            let record: PushRecord = goim_net::serial::decode(&v)?;
+            if let goim_net::rpc::PushTarget::Room { room, room_seq } = &record.target {
+                rooms::unindex(txn, room, *room_seq);
+            }
+            txn.delete(k);
+            n += 1;
+        }
     }
     if before > h.first_seq {
         h.first_seq = before;

@@ -2,6 +2,7 @@
 //! (`{"code":0,"message":"","data":…}`, HTTP 200 even for errors, code -400/-500), plus the
 //! extensions of PROTOCOL.md §4 (push-log reads, cluster status).
 mod cluster;
+mod history;
 mod log;
 mod nodes;
 mod online;
@@ -31,6 +32,7 @@ pub fn routes(logic: Arc<Logic>) -> Router {
         .route("/goim/nodes/weighted", get(nodes::weighted))
         .route("/goim/nodes/instances", get(nodes::instances))
         .route("/goim/log", get(log::read))
+        .route("/goim/history/room", get(history::room))
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/add", post(cluster::add))
         .route("/cluster/remove", post(cluster::remove))

@@ -317,10 +317,15 @@ impl Connection {
     async fn change_room(&self, p: &Packet) {
         let asked = p.body.first() == Some(&b'{');
         let target = if asked {
-            serde_json::from_slice::<ChangeRoomJson>(&p.body).unwrap_or_else(|e| {
-                tracing::debug!(key = %self.ch.key, error = %e, "bad change-room JSON: leaving the room");
-                ChangeRoomJson::default()
-            })
+            match serde_json::from_slice::<ChangeRoomJson>(&p.body) {
+                Ok(target) => target,
+                Err(e) => {
+                    metrics::counter!("goim_comet_bad_requests_total", "op" => "change_room").increment(1);
+                    let why = error_body(&format!("bad change-room JSON: {e}"));
+                    self.ch.push(Frame::Packet(p.reply(op::CHANGE_ROOM_REPLY, why).to_bytes()));
+                    return;
+                }
+            }
         } else {
             ChangeRoomJson { room_id: String::from_utf8_lossy(&p.body).into_owned(), ..Default::default() }
         };

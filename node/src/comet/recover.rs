@@ -273,6 +273,9 @@ mod tests {
         assert_eq!(reply, serde_json::json!({"room_id":"b","room_seq":1,"epoch":"e0","recovered":true}));
         assert_eq!(bodies(&mut client, 3).await, expect(2..=4));
         assert_eq!(cluster.comet.local_room_count("b"), 1);
+        let bad = client.request(op::CHANGE_ROOM, r#"{"room_id":7}"#).await.unwrap();
+        assert!(String::from_utf8_lossy(&bad).contains("bad change-room JSON"), "{bad:?}");
+        assert_eq!(cluster.comet.local_room_count("b"), 1, "a bad request changes nothing");
         assert_eq!(client.request(op::CHANGE_ROOM, "a").await.unwrap(), "a");
         assert_eq!(cluster.comet.local_room_count("b"), 0);
         nothing_more(&mut client).await;

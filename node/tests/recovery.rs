@@ -222,8 +222,8 @@ impl Resumer {
         cfg.first_comet = Some(if ws { comet.ws.to_string() } else { comet.tcp_addr() });
         cfg.backoff_max = Duration::from_millis(500);
         let mut client = ResumingClient::connect(cfg).await.expect("first connect");
-        let (packets, connects): (Arc<Mutex<Vec<Packet>>>, Arc<Mutex<Vec<(String, bool)>>>) =
-            Default::default();
+        let packets: Arc<Mutex<Vec<Packet>>> = Arc::default();
+        let connects: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
         let stop = CancellationToken::new();
         let task = {
             let (packets, connects, stop) = (packets.clone(), connects.clone(), stop.clone());

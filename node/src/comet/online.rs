@@ -46,6 +46,7 @@ impl OnlineSnapshot {
 pub async fn renew_loop(comet: Arc<Comet>) {
     let interval = comet.config().renew_interval;
     loop {
+        comet.delivered().forget_quiet_rooms();
         let wait = match renew_once(&comet).await {
             Ok(()) => interval,
             Err(e) => {

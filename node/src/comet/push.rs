@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use goim_net::packet::{encode_batch, Packet};
@@ -26,8 +27,13 @@ use super::{lock, Comet};
 #[derive(Default)]
 pub struct Delivered {
     partitions: Mutex<HashMap<Partition, Arc<Mutex<u64>>>>,
-    rooms: Mutex<HashMap<String, u64>>,
+    /// Room → (highest offset handed out, when).
+    rooms: Mutex<HashMap<String, (u64, Instant)>>,
 }
+
+/// A room not delivered to for this long is forgotten. A join reads the offset only for
+/// deliveries racing it (seconds at most); one that races re-creates the entry first.
+pub const FORGET_ROOM_AFTER: Duration = Duration::from_secs(300);
 
 impl Delivered {
     fn cursor(&self, partition: Partition) -> Arc<Mutex<u64>> {
@@ -35,19 +41,25 @@ impl Delivered {
     }
 
     fn note_room(&self, room: &str, room_seq: u64) {
+        let now = Instant::now();
         let mut rooms = lock(&self.rooms);
         match rooms.get_mut(room) {
-            Some(seen) => *seen = (*seen).max(room_seq),
+            Some((seen, at)) => (*seen, *at) = ((*seen).max(room_seq), now),
             None => {
-                rooms.insert(room.to_string(), room_seq);
+                rooms.insert(room.to_string(), (room_seq, now));
             }
         }
     }
 
-    /// The highest offset of `room` this comet has handed to the room's members (0: none).
-    /// Read after a channel joined the room: everything above reaches the channel live.
+    /// The highest offset of `room` this comet has handed to the room's members (0: none
+    /// lately). Read after a channel joined the room: everything above reaches it live.
     pub fn room(&self, room: &str) -> u64 {
-        lock(&self.rooms).get(room).copied().unwrap_or(0)
+        lock(&self.rooms).get(room).map_or(0, |(seen, _)| *seen)
+    }
+
+    /// Forgets rooms not delivered to for `FORGET_ROOM_AFTER`.
+    pub fn forget_quiet_rooms(&self) {
+        lock(&self.rooms).retain(|_, (_, at)| at.elapsed() < FORGET_ROOM_AFTER);
     }
 }
 

@@ -70,15 +70,16 @@ pub fn trim(txn: &mut Txn<'_>, p: Partition, before: u64) -> Result<usize, Stora
     let mut h = head(txn, p)?;
     let before = before.min(h.last_seq + 1);
     let mut n = 0;
-    if before > h.first_seq {
-        for (k, v) in txn.range_raw(&record_key(p, h.first_seq), &record_key(p, before), usize::MAX)? {
-            let record: PushRecord = goim_net::serial::decode(&v)?;
+    // One record at a time: the bodies of a whole cut need not fit in memory at once.
+    for seq in h.first_seq..before {
+        let key = record_key(p, seq);
+        if let Some(record) = get(txn, p, seq)? {
             if let goim_net::rpc::PushTarget::Room { room, room_seq } = &record.target {
                 rooms::unindex(txn, room, *room_seq);
             }
-            txn.delete(k);
             n += 1;
         }
+        txn.delete(key);
     }
     if before > h.first_seq {
         h.first_seq = before;

@@ -80,8 +80,10 @@ pub enum LogicRequest {
         comet: String,
         sessions: Vec<LiveSession>,
     },
-    /// An uplink message (op 4) from a client.
+    /// An uplink message (op 4) from a client. `id` is unique per message (comet, conn and
+    /// a per-connection counter): a retried call is applied once.
     Receive {
+        id: String,
         comet: String,
         key: String,
         mid: i64,

@@ -110,7 +110,12 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     let body = serde_json::to_vec(&reply).unwrap_or_default();
     ch.resume(Frame::Packet(auth.reply(op::AUTH_REPLY, body).to_bytes()), plan.room_seq, plan.replay);
 
-    let conn = Connection { comet, ch, uplink: Arc::new(Semaphore::new(MAX_UPLINK_IN_FLIGHT)) };
+    let conn = Connection {
+        comet,
+        ch,
+        uplink: Arc::new(Semaphore::new(MAX_UPLINK_IN_FLIGHT)),
+        uplink_sent: Default::default(),
+    };
     conn.run(&mut reader, heartbeat.saturating_mul(2)).await;
     conn.teardown();
 }
@@ -209,6 +214,8 @@ struct Connection {
     comet: Arc<Comet>,
     ch: Arc<Channel>,
     uplink: Arc<Semaphore>,
+    /// Op-4 messages sent so far (numbers each one for its idempotency id).
+    uplink_sent: std::sync::atomic::AtomicU64,
 }
 
 impl Connection {
@@ -293,8 +300,10 @@ impl Connection {
         };
         let comet = self.comet.clone();
         let ch = self.ch.clone();
+        let n = self.uplink_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
             let req = LogicRequest::Receive {
+                id: format!("uplink/{}/{}/{n}", comet.id(), ch.conn),
                 comet: comet.id().to_string(),
                 key: ch.key.clone(),
                 mid: ch.mid,

@@ -89,7 +89,7 @@ impl Logic {
                     other => Err(RpcError::unexpected(&other)),
                 }
             }
-            LogicRequest::Receive { key, mid, body, .. } => self.receive(key, mid, body).await,
+            LogicRequest::Receive { id, key, mid, body, .. } => self.receive(&id, key, mid, body).await,
             LogicRequest::Comets => {
                 self.comet_infos().map(LogicReply::Comets).map_err(|e| RpcError::Unavailable(e.to_string()))
             }
@@ -148,8 +148,9 @@ impl Logic {
         })
     }
 
-    /// Chat mode: an uplink message is pushed to the sender's room, tagged with its mid.
-    async fn receive(&self, key: String, mid: i64, body: bytes::Bytes) -> LogicResult {
+    /// Chat mode: an uplink message is pushed to the sender's room, tagged with its mid;
+    /// `id` makes a retried call (the comet failing over to another logic node) apply once.
+    async fn receive(&self, id: &str, key: String, mid: i64, body: bytes::Bytes) -> LogicResult {
         if self.chat_op == 0 {
             return Err(RpcError::Rejected("uplink messages are not routed on this cluster".into()));
         }
@@ -160,7 +161,7 @@ impl Logic {
         };
         let msg = serde_json::json!({ "mid": mid, "msg": String::from_utf8_lossy(&body) });
         let pushed = self
-            .push(PushTo::Room(room), self.chat_op, msg.to_string().into(), None)
+            .push(PushTo::Room(room), self.chat_op, msg.to_string().into(), Some(id))
             .await
             .map_err(unavailable)?;
         Ok(LogicReply::Pushed { seq: pushed.seq })

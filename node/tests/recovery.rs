@@ -253,6 +253,18 @@ impl Resumer {
 
 #[tokio::test]
 async fn comet_kill_9_under_a_steady_stream_clients_resume_elsewhere_exactly_once() {
+    comet_loss_under_a_steady_stream(false).await;
+}
+
+/// The same while the cluster also loses its Raft leader: clients come back during the
+/// election, when no session can be recorded; their auths are refused and retried until
+/// one succeeds, and the resume is still whole.
+#[tokio::test]
+async fn comet_and_raft_leader_kill_9_together_clients_still_resume_exactly_once() {
+    comet_loss_under_a_steady_stream(true).await;
+}
+
+async fn comet_loss_under_a_steady_stream(kill_leader_too: bool) {
     let _x = exclusive().await;
     let c = Cluster::start(3, 2, 1).await;
     let pusher = Pusher::new(c.logic_urls());
@@ -265,8 +277,12 @@ async fn comet_kill_9_under_a_steady_stream_clients_resume_elsewhere_exactly_onc
     let stream = PushStream::start(&pusher, 3, Duration::from_millis(20), PUSH_ROOM, "steady");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut c = c;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
     let killed_at = Instant::now();
     c.kill9(Role::Comet, 0);
+    if kill_leader_too {
+        c.kill9(Role::Logic, leader);
+    }
     let moved_tcp = c.comets[1].tcp_addr();
     let moved_ws = c.comets[1].ws.to_string();
     wait_for(Duration::from_secs(20), "every client of the killed comet reconnected elsewhere", || async {
@@ -287,7 +303,9 @@ async fn comet_kill_9_under_a_steady_stream_clients_resume_elsewhere_exactly_onc
     eprintln!("all 12 clients resumed on comet2 within {:?} of the kill", killed_at.elapsed());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let outcomes = stream.stop().await;
-    let acked: Vec<PushOutcome> = outcomes.into_iter().filter(|o| o.acked.is_some()).collect();
+    let lost: Vec<&PushOutcome> = outcomes.iter().filter(|o| o.acked.is_none()).collect();
+    assert!(lost.is_empty(), "pushes never acknowledged: {lost:?}");
+    let acked = outcomes;
     assert!(acked.len() > 100, "a steady stream ({} acknowledged)", acked.len());
     wait_for(Duration::from_secs(20), "every client received every acknowledged push", || async {
         clients.iter().all(|r| r.len() >= acked.len()).then_some(())
@@ -310,6 +328,10 @@ async fn comet_kill_9_under_a_steady_stream_clients_resume_elsewhere_exactly_onc
             );
         }
     }
+    if kill_leader_too {
+        c.restart(Role::Logic, leader).await;
+    }
+    c.assert_all_alive();
 }
 
 #[tokio::test]

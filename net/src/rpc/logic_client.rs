@@ -33,7 +33,8 @@ impl LogicClient {
 
     /// Moves on to the next logic node (after a failure outside `call`, e.g. a tail stream).
     pub fn fail_over(&self) {
-        self.current.fetch_add(1, Ordering::Relaxed);
+        let n = self.addrs.len().max(1);
+        let _ = self.current.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |i| Some((i + 1) % n));
     }
 
     /// One attempt per configured node at most; the last error is returned.
@@ -43,18 +44,23 @@ impl LogicClient {
 
     /// As `call`, each attempt bounded by `timeout` (for calls that must fail over faster
     /// than the default, e.g. lease renewals inside their TTL).
+    ///
+    /// Concurrent calls share the preferred node: a call that fails moves the preference
+    /// past the node it tried only if nobody moved it meanwhile, so many calls failing on
+    /// one dead node advance it once (not once each, which could wrap back to the dead one).
     pub async fn call_within(&self, req: &LogicRequest, timeout: Duration) -> LogicResult {
+        let n = self.addrs.len();
         let mut last = RpcError::Unavailable("no logic nodes configured".into());
-        for _ in 0..self.addrs.len() {
-            let Some(addr) = self.current_addr() else {
-                break;
-            };
+        let start = self.current.load(Ordering::Relaxed) % n.max(1);
+        for i in 0..n {
+            let at = (start + i) % n;
+            let addr = &self.addrs[at];
             match self.endpoint.call::<_, LogicResult>(addr, Service::Logic, req, timeout).await {
                 Ok(Err(RpcError::Unavailable(m))) => last = RpcError::Unavailable(format!("{addr}: {m}")),
                 Ok(result) => return result,
                 Err(e) => last = RpcError::Unavailable(format!("{addr}: {e}")),
             }
-            self.fail_over();
+            let _ = self.current.compare_exchange(at, (at + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
         }
         Err(last)
     }

@@ -49,3 +49,26 @@ async fn rejection_is_final_and_no_peers_is_an_error() {
     let none = LogicClient::new(first.endpoint(), vec![], Duration::from_secs(1));
     assert!(matches!(none.call(&connect(None)).await, Err(RpcError::Unavailable(_))));
 }
+
+#[tokio::test]
+async fn many_calls_failing_on_one_dead_node_move_past_it_once() {
+    let first = FakeLogic::start().await;
+    let second = FakeLogic::start().await;
+    let peers = vec!["127.0.0.1:9".to_string(), first.addr(), second.addr()];
+    let client = std::sync::Arc::new(LogicClient::new(first.endpoint(), peers, Duration::from_millis(300)));
+    // 12 calls on the dead node at once: advancing once per failure would wrap back to it.
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call(&connect(None)).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().is_ok());
+    }
+    assert_eq!(client.current_addr(), Some(first.addr().as_str()));
+    let started = std::time::Instant::now();
+    client.call(&connect(None)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(250), "no detour via the dead node");
+    assert!(second.requests().is_empty());
+}

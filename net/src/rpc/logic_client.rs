@@ -31,10 +31,13 @@ impl LogicClient {
         (n > 0).then(|| self.addrs[self.current.load(Ordering::Relaxed) % n].as_str())
     }
 
-    /// Moves on to the next logic node (after a failure outside `call`, e.g. a tail stream).
-    pub fn fail_over(&self) {
-        let n = self.addrs.len().max(1);
-        let _ = self.current.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |i| Some((i + 1) % n));
+    /// Moves past `addr` if it is still the preferred node (after a failure outside
+    /// `call`, e.g. a tail stream that ended).
+    pub fn fail_over_from(&self, addr: &str) {
+        let n = self.addrs.len();
+        if let Some(at) = self.addrs.iter().position(|a| a == addr) {
+            let _ = self.current.compare_exchange(at, (at + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     /// One attempt per configured node at most; the last error is returned.

@@ -91,7 +91,6 @@ async fn run(
             let Some(first) = first else {
                 // The tail stream ended (logic node gone): re-tail from what comets acked.
                 reader.abort();
-                logic.fail_over();
                 tokio::time::sleep(RETRY).await;
                 continue 'tail;
             };

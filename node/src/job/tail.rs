@@ -18,19 +18,25 @@ pub async fn read(
     from_seq: u64,
     tx: mpsc::Sender<Vec<PushRecord>>,
 ) {
-    if let Err(e) = stream(&logic, partition, from_seq, &tx).await {
-        debug!(error = %e, "tail stream ended");
+    let Some(addr) = logic.current_addr().map(String::from) else {
+        return;
+    };
+    match stream(&logic, &addr, partition, from_seq, &tx).await {
+        Ok(()) => debug!(%addr, "tail stream finished by logic"),
+        Err(e) => debug!(%addr, error = %e, "tail stream ended"),
     }
+    // The next tail goes elsewhere, unless another call has moved on already.
+    logic.fail_over_from(&addr);
 }
 
 async fn stream(
     logic: &LogicClient,
+    addr: &str,
     partition: Partition,
     mut next: u64,
     tx: &mpsc::Sender<Vec<PushRecord>>,
 ) -> Result<(), QuicError> {
-    let addr = logic.current_addr().ok_or(QuicError::NoReply)?.to_string();
-    let (mut send, mut recv) = logic.endpoint().open(&addr, Service::Tail).await?;
+    let (mut send, mut recv) = logic.endpoint().open(addr, Service::Tail).await?;
     write_frame(&mut send, &TailRequest { partition, from_seq: next, max_batch: MAX_BATCH }).await?;
     while let Some(batch) = read_frame::<TailBatch>(&mut recv).await? {
         match batch {

@@ -1,10 +1,12 @@
 //! `Service::Tail`: streams the push log to a job from any logic node (followers too): the
 //! records already applied from `from_seq` on, then new ones as they are applied. The job
-//! ends the stream by closing its side.
+//! ends the stream by closing its side. A node that has known no leader for a while (cut
+//! off, or removed from the cluster) ends its streams: its log stopped growing, and the job
+//! must tail another node rather than wait on it.
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use goim_net::quic::{read_frame, write_frame, BiStream, QuicError, StreamHandler};
 use goim_net::rpc::tail::{TailBatch, TailRequest};
@@ -15,6 +17,10 @@ use super::Logic;
 
 /// Most records per frame regardless of what the job asks (bounds frame size).
 const MAX_BATCH: u32 = 4096;
+/// How long a node may know no leader and still serve tails (an election takes well under).
+const LEADERLESS_GRACE: Duration = Duration::from_secs(2);
+/// How often an idle stream checks for that.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 pub struct TailService(pub Arc<Logic>);
 
@@ -44,7 +50,17 @@ impl Logic {
         let mut from = req.from_seq.max(1);
         let max = req.max_batch.clamp(1, MAX_BATCH) as usize;
         let mut closed = [0u8; 1];
+        let mut leaderless_since: Option<Instant> = None;
         loop {
+            match self.cluster.leader() {
+                Some(_) => leaderless_since = None,
+                None if leaderless_since.get_or_insert_with(Instant::now).elapsed() > LEADERLESS_GRACE => {
+                    debug!(peer = %stream.peer, "no leader known: ending the tail stream");
+                    let _ = stream.send.finish();
+                    return Ok(());
+                }
+                None => {}
+            }
             changes.borrow_and_update();
             let head =
                 pushlog::head(view, req.partition).map_err(|e| QuicError::Io(std::io::Error::other(e)))?;
@@ -63,7 +79,7 @@ impl Logic {
                 r = changes.changed() => if r.is_err() { return Ok(()) },
                 // The job never writes after its request: any read result means it is gone.
                 _ = stream.recv.read(&mut closed) => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(IDLE_CHECK) => {}
             }
         }
     }

@@ -225,8 +225,9 @@ impl Channel {
             Frame::Room(r) if r.first <= flow.seen => match r.after(flow.seen) {
                 Some(tail) => Frame::Room(tail),
                 None => {
+                    // Not dense (never built so): better a duplicate than a loss.
                     tracing::warn!(key = %self.key, first = r.first, last = r.last, "unsplittable room batch");
-                    return Pushed::Duplicate;
+                    Frame::Room(r)
                 }
             },
             other => other,

@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 /// How long a read waits for this node to apply the offset it was asked for.
 const CATCH_UP: Duration = Duration::from_secs(2);
 /// Most body bytes in one read.
-pub const MAX_READ_BYTES: usize = 1 << 20;
+const MAX_READ_BYTES: usize = 1 << 20;
 
 pub struct History {
     /// 0 when the room was never joined or pushed to.

@@ -99,6 +99,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// `label  p50 …  p99 …  max …` of sorted microsecond samples, in ms.
+fn print_latency(label: &str, sorted: &[u32]) {
+    let pct = |p| percentile(sorted, p);
+    println!("{label:<19}p50 {:.1}  p99 {:.1}  max {:.1}", pct(0.5), pct(0.99), pct(1.0));
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
     sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
@@ -146,12 +152,7 @@ async fn push(args: PushArgs) -> anyhow::Result<()> {
     lat.sort_unstable();
     println!("pushers            {} over {}", args.concurrency, args.http);
     println!("acked pushes       {acked} in {secs:.1} s = {:.0}/s ({failed} failed)", acked as f64 / secs);
-    println!(
-        "ack latency ms     p50 {:.1}  p99 {:.1}  max {:.1}",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0)
-    );
+    print_latency("ack latency ms", &lat);
     Ok(())
 }
 
@@ -369,11 +370,6 @@ async fn recover(args: RecoverArgs) -> anyhow::Result<()> {
         args.clients, args.missed
     );
     println!("replayed           {replayed} messages in {secs:.2} s = {:.0} msgs/s", replayed as f64 / secs);
-    println!(
-        "connect→last ms    p50 {:.1}  p99 {:.1}  max {:.1}",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0)
-    );
+    print_latency("connect→last ms", &lat);
     Ok(())
 }

@@ -81,7 +81,7 @@ fn room_push(room: &str, n: u64, keep: u64) -> Request {
 }
 
 fn history_offsets(sm: &Sm, room: &str, after: u64) -> Vec<u64> {
-    let records = rooms::history(&sm.sm.view(), room, after, 100, usize::MAX).unwrap();
+    let records = rooms::history(&sm.sm.view(), room, after, u64::MAX, 100, usize::MAX).unwrap();
     records.iter().map(|r| r.room_seq().unwrap()).collect()
 }
 
@@ -98,7 +98,8 @@ async fn room_history_is_windowed_per_room_trimmed_with_the_log_and_has_an_epoch
     assert_eq!(history_offsets(&sm, "a", 3), [4, 5]);
     assert_eq!(history_offsets(&sm, "b", 0), [1, 2]);
     assert!(history_offsets(&sm, "a", 5).is_empty());
-    let records = rooms::history(&sm.sm.view(), "a", 3, 100, usize::MAX).unwrap();
+    let records = rooms::history(&sm.sm.view(), "a", 3, 4, 100, usize::MAX).unwrap();
+    assert_eq!(records.len(), 1, "up to `until`");
     assert_eq!(records[0].body, "a-4", "history reads the push-log record");
 
     // Trimming the log (a's 1..=3 at seqs 1..=3) takes their history entries with them.

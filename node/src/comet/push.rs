@@ -33,7 +33,7 @@ pub struct Delivered {
 
 /// A room not delivered to for this long is forgotten. A join reads the offset only for
 /// deliveries racing it (seconds at most); one that races re-creates the entry first.
-pub const FORGET_ROOM_AFTER: Duration = Duration::from_secs(300);
+const FORGET_ROOM_AFTER: Duration = Duration::from_secs(300);
 
 impl Delivered {
     fn cursor(&self, partition: Partition) -> Arc<Mutex<u64>> {

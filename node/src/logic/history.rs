@@ -48,10 +48,8 @@ impl Logic {
                 _ => break state,
             }
         };
-        let mut records = rooms::history(view, room, after, limit, MAX_READ_BYTES)?;
-        if until > 0 {
-            records.retain(|r| r.room_seq().is_some_and(|s| s <= until));
-        }
+        let until = if until == 0 { u64::MAX } else { until };
+        let mut records = rooms::history(view, room, after, until, limit, MAX_READ_BYTES)?;
         let cutoff = now_ms().saturating_sub(self.room_retention_ms);
         let expired = records.iter().take_while(|r| r.ts_ms < cutoff).count();
         records.drain(..expired);

@@ -64,18 +64,19 @@ pub fn unindex(txn: &mut Txn<'_>, room: &str, room_seq: u64) {
     txn.delete(history_key(room, room_seq));
 }
 
-/// Retained messages of `room` with offsets above `after`, oldest first, at most `limit`
-/// and about `max_bytes` of bodies (at least one). Stops at a hole: what is returned is
-/// always dense.
+/// Retained messages of `room` with offsets in `(after, until]`, oldest first, at most
+/// `limit` and about `max_bytes` of bodies (at least one). Stops at a hole: what is
+/// returned is always dense.
 pub fn history(
     kv: &impl Kv,
     room: &str,
     after: u64,
+    until: u64,
     limit: usize,
     max_bytes: usize,
 ) -> Result<Vec<PushRecord>, StorageError> {
     let start = history_key(room, after.saturating_add(1));
-    let end = history_key(room, u64::MAX);
+    let end = history_key(room, until.saturating_add(1));
     let mut out: Vec<PushRecord> = Vec::new();
     let mut bytes = 0;
     for (k, v) in kv.range_raw(&start, &end, limit)? {

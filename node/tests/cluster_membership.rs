@@ -59,10 +59,12 @@ async fn voters_three_to_five_to_three_under_load() {
     })
     .await;
 
-    // Keep pushing a little on the shrunk group, then stop and check every ack.
+    // Keep pushing a little on the shrunk group (and until enough flowed in all, however
+    // quick the changes were), then stop and check every ack.
     let acked_before = stream.acked_count();
     wait_for(Duration::from_secs(20), "acks after the change", || async {
-        (stream.acked_count() > acked_before + 50).then_some(())
+        let acked = stream.acked_count();
+        (acked > acked_before + 50 && acked > 250).then_some(())
     })
     .await;
     let outcomes = stream.stop().await;

@@ -9,9 +9,10 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 /// Declares `Settings` (every field optional: flags + env via clap, file via serde) and
-/// `Config` (every field resolved), so each setting is written once.
+/// `Config` (every field resolved), so each setting is written once. A setting may carry
+/// more clap attributes (`#[arg(...)]`) after its doc comment.
 macro_rules! settings {
-    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+    ($( $(#[doc = $doc:literal])* $(#[arg($($arg:tt)*)])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
         #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
         #[serde(default, deny_unknown_fields)]
         pub struct Settings {
@@ -19,7 +20,7 @@ macro_rules! settings {
             #[arg(long, env = "GOIM_CONFIG")]
             #[serde(skip)]
             pub config: Option<PathBuf>,
-            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
+            $( $(#[doc = $doc])* $(#[arg($($arg)*)])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
         }
 
         #[derive(Debug, Clone)]
@@ -106,6 +107,12 @@ settings! {
     raft_batches_in_flight: usize = 2, "GOIM_RAFT_BATCHES_IN_FLIGHT";
     /// Build a Raft snapshot every this many log entries.
     snapshot_every: u64 = 20_000, "GOIM_SNAPSHOT_EVERY";
+    /// FOR FAULT TESTING ONLY (hidden): a logic node acknowledges an HTTP push as soon as it
+    /// is handed to Raft, before it commits, so acknowledged pushes can be lost. It exists so
+    /// the fault-injection harness can prove its checker catches lost acknowledged writes.
+    #[arg(hide = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(value_parser = clap::builder::BoolishValueParser::new())]
+    unsafe_ack_before_commit: bool = false, "GOIM_UNSAFE_ACK_BEFORE_COMMIT";
     /// Log filter (tracing env-filter syntax).
     log: String = "info,openraft=warn,openraft::core::raft_core=error".into(), "GOIM_LOG";
 }

@@ -114,12 +114,53 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("goim: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<DataDamaged>() {
+            Some(damaged) => {
+                eprintln!("goim: {damaged}");
+                std::process::ExitCode::from(DataDamaged::EXIT_CODE)
+            }
+            None => {
+                eprintln!("goim: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }
+
+/// The node refused to start because its data on disk is damaged: one line saying which
+/// file, what is wrong and what the operator can do; exit code 3.
+#[derive(Debug)]
+struct DataDamaged(String);
+
+impl DataDamaged {
+    const EXIT_CODE: u8 = 3;
+
+    /// `Some` if `e` was caused by damaged data.
+    fn from_error(e: &anyhow::Error, cfg: &config::Config) -> Option<DataDamaged> {
+        let (path, what) = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<goim_storage::StorageError>())
+            .and_then(goim_storage::StorageError::damage)?;
+        let (id, dir) = (cfg.node_id, cfg.data_dir.display());
+        Some(DataDamaged(format!(
+            "data damaged: {}: {what}; refusing to start on it. In a cluster: remove this node \
+             from the voters (`goim cluster remove --http <a healthy node> --id {id}`), wipe {dir}, \
+             start it as a new node (a new --node-id, --peers naming the current voters) and add it \
+             (`goim cluster add --http <a healthy node> --id <new id> --addr {}`): it copies \
+             everything from its peers. A single node: restore {dir} from a backup.",
+            path.display(),
+            cfg.quic_addr
+        )))
+    }
+}
+
+impl std::fmt::Display for DataDamaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DataDamaged {}
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let cfg = settings.load()?;
@@ -131,5 +172,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     // Only ring is compiled in; installing it makes that explicit (see STACK.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
-    node::run(cfg, prometheus).await
+    let cfg_copy = cfg.clone();
+    node::run(cfg, prometheus).await.map_err(|e| match DataDamaged::from_error(&e, &cfg_copy) {
+        Some(damaged) => damaged.into(),
+        None => e,
+    })
 }

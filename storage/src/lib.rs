@@ -2,13 +2,20 @@
 //! replicated state machine (`state_machine`: sessions, comets and their online counts, the
 //! push log, job offsets and leases, all under `tables`) and its snapshots (`snapshot`).
 //! Commands are defined by the `raft` crate; they reach the tables through `Command`.
+//! Opening verifies all of it (`recovery`) against a durability witness kept beside the db
+//! (`witness`, `durable`): damaged files are refused, never served.
 mod command;
+mod durable;
 mod error;
 mod flusher;
 mod log_store;
+mod recovery;
 mod snapshot;
 mod state_machine;
 pub mod tables;
+#[cfg(test)]
+mod tests;
+mod witness;
 
 pub use command::Command;
 pub use error::StorageError;
@@ -37,14 +44,19 @@ impl<C> GoimTypes for C where
 {
 }
 
-/// Opens (or creates) the node's db under `dir` and returns its two Raft halves.
+/// Opens (or creates) the node's db under `dir` and returns its two Raft halves. Every
+/// record is read and checked first: damaged files are `StorageError::Damaged`, naming the
+/// file; sled panics on them are caught.
 pub async fn open<C>(dir: &Path) -> Result<(LogStore<C>, StateMachine<C>), StorageError>
 where
     C: GoimTypes,
     C::D: Command<Reply = C::R>,
 {
-    let db = sled::Config::new().path(dir.join("db")).mode(sled::Mode::HighThroughput).open()?;
-    let log = LogStore::open(&db)?;
+    let data_dir = dir.to_path_buf();
+    let (db, durability) = tokio::task::spawn_blocking(move || recovery::open_checked::<C>(&data_dir))
+        .await
+        .map_err(|e| StorageError::Corrupt(format!("opening storage: {e}")))??;
+    let log = LogStore::open(&db, durability)?;
     let sm = StateMachine::open(&db)?;
     Ok((log, sm))
 }

@@ -1,6 +1,9 @@
 //! openraft `RaftLogStorage` over sled: tree `log` (index, big-endian → entry) and tree
-//! `raft` (vote, committed, last purged). The vote is flushed before `save_vote` returns;
-//! appended entries are acknowledged through the group-commit `Flusher`.
+//! `raft` (vote, committed, last purged, log format). The vote is flushed before `save_vote`
+//! returns; appended entries are acknowledged through the group-commit `Flusher`. Each
+//! stored entry carries a crc32 of its own (over key and value), checked on every read, so a
+//! damaged entry is an error and never replicated or applied. The durability witness is
+//! raised after flushes and lowered before a truncate (see `durable`).
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
@@ -9,19 +12,76 @@ use goim_net::serial;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, Vote};
 
+use crate::durable::Durability;
 use crate::error::{read_logs, write_logs};
-use crate::flusher::Flusher;
+use crate::flusher::{self, Flusher};
 use crate::{GoimTypes, StorageError};
 
-const VOTE: &[u8] = b"vote";
-const COMMITTED: &[u8] = b"committed";
-const PURGED: &[u8] = b"purged";
+pub(crate) const LOG_TREE: &str = "log";
+pub(crate) const META_TREE: &str = "raft";
+pub(crate) const VOTE: &[u8] = b"vote";
+pub(crate) const COMMITTED: &[u8] = b"committed";
+pub(crate) const PURGED: &[u8] = b"purged";
+/// Key of the log entry format; absent in data dirs written before entries had a crc.
+pub(crate) const FORMAT: &[u8] = b"log_format";
+/// Entries are `bincode(entry) ++ crc32(key ++ bincode(entry))`, the crc little-endian.
+pub(crate) const FORMAT_CRC: u32 = 2;
+const CRC_LEN: usize = 4;
+
+/// The stored value of `entry`: its encoding followed by the crc of key and encoding.
+pub(crate) fn encode_entry<C: GoimTypes>(entry: &Entry<C>) -> Result<Vec<u8>, StorageError> {
+    Ok(with_crc(entry.log_id.index, serial::encode(entry)?))
+}
+
+/// Appends the crc to an encoded entry stored under `index`.
+pub(crate) fn with_crc(index: u64, mut bytes: Vec<u8>) -> Vec<u8> {
+    let crc = entry_crc(&index.to_be_bytes(), &bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn entry_crc(key: &[u8], bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(key);
+    h.update(bytes);
+    h.finalize()
+}
+
+/// The entry stored under `key`, if its crc, its encoding and its index all check out.
+pub(crate) fn decode_entry<C: GoimTypes>(key: &[u8], value: &[u8]) -> Result<Entry<C>, StorageError> {
+    let index = log_index(key)?;
+    let Some(split) = value.len().checked_sub(CRC_LEN) else {
+        return Err(StorageError::Corrupt(format!("log entry {index}: {} bytes, too short", value.len())));
+    };
+    let (bytes, crc) = value.split_at(split);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if entry_crc(key, bytes) != stored {
+        return Err(StorageError::Corrupt(format!("log entry {index}: checksum mismatch")));
+    }
+    let entry: Entry<C> = serial::decode(bytes)
+        .map_err(|e| StorageError::Corrupt(format!("log entry {index}: checksum ok but {e}")))?;
+    if entry.log_id.index != index {
+        return Err(StorageError::Corrupt(format!(
+            "log entry {index}: holds the entry of index {}",
+            entry.log_id.index
+        )));
+    }
+    Ok(entry)
+}
+
+/// The index a log key stands for (big-endian u64).
+pub(crate) fn log_index(key: &[u8]) -> Result<u64, StorageError> {
+    let k: [u8; 8] =
+        key.try_into().map_err(|_| StorageError::Corrupt(format!("log key of {} bytes", key.len())))?;
+    Ok(u64::from_be_bytes(k))
+}
 
 pub struct LogStore<C: GoimTypes> {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
     flusher: Flusher<C>,
+    durability: Durability,
     _types: PhantomData<C>,
 }
 
@@ -32,18 +92,20 @@ impl<C: GoimTypes> Clone for LogStore<C> {
             log: self.log.clone(),
             meta: self.meta.clone(),
             flusher: self.flusher.clone(),
+            durability: self.durability.clone(),
             _types: PhantomData,
         }
     }
 }
 
 impl<C: GoimTypes> LogStore<C> {
-    pub(crate) fn open(db: &sled::Db) -> Result<LogStore<C>, StorageError> {
+    pub(crate) fn open(db: &sled::Db, durability: Durability) -> Result<LogStore<C>, StorageError> {
         Ok(LogStore {
             db: db.clone(),
-            log: db.open_tree("log")?,
-            meta: db.open_tree("raft")?,
-            flusher: Flusher::start(db.clone()),
+            log: db.open_tree(LOG_TREE)?,
+            meta: db.open_tree(META_TREE)?,
+            flusher: Flusher::start(db.clone(), durability.clone()),
+            durability,
             _types: PhantomData,
         })
     }
@@ -62,9 +124,45 @@ impl<C: GoimTypes> LogStore<C> {
 
     fn last_entry_id(&self) -> Result<Option<LogId<u64>>, StorageError> {
         match self.log.last()? {
-            Some((_, v)) => Ok(Some(serial::decode::<Entry<C>>(&v)?.log_id)),
+            Some((k, v)) => Ok(Some(decode_entry::<C>(&k, &v)?.log_id)),
             None => Ok(None),
         }
+    }
+
+    /// The id of the entry at `index`, if stored.
+    fn entry_id(&self, index: u64) -> Result<Option<LogId<u64>>, StorageError> {
+        let key = index.to_be_bytes();
+        match self.log.get(key)? {
+            Some(v) => Ok(Some(decode_entry::<C>(&key, &v)?.log_id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `entries` and waits until they are durable (and witnessed), without openraft.
+    #[cfg(test)]
+    pub(crate) async fn append_durably(&self, entries: Vec<Entry<C>>) -> Result<(), StorageError> {
+        self.write_entries(entries)?;
+        flusher::flush(&self.db, &self.durability).await
+    }
+
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Writes `entries` to sled (readable at once, durable after the next flush).
+    fn write_entries(&self, entries: impl IntoIterator<Item = Entry<C>>) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        let mut last = None;
+        for entry in entries {
+            batch.insert(&entry.log_id.index.to_be_bytes(), encode_entry(&entry)?);
+            last = Some(entry.log_id);
+        }
+        self.log.apply_batch(batch)?;
+        if let Some(last) = last {
+            self.durability.appended(last);
+        }
+        Ok(())
     }
 
     /// Deletes every log key in `range` (one atomic batch).
@@ -95,8 +193,8 @@ impl<C: GoimTypes> RaftLogReader<C> for LogStore<C> {
         let range = (bound(range.start_bound()), bound(range.end_bound()));
         let mut out = Vec::new();
         for kv in self.log.range(range) {
-            let (_, v) = kv.map_err(read_logs)?;
-            out.push(serial::decode::<Entry<C>>(&v).map_err(read_logs)?);
+            let (k, v) = kv.map_err(read_logs)?;
+            out.push(decode_entry::<C>(&k, &v).map_err(read_logs)?);
         }
         Ok(out)
     }
@@ -118,8 +216,8 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), openraft::StorageError<u64>> {
         let io = |e: StorageError| e.raft(openraft::ErrorSubject::Vote, openraft::ErrorVerb::Write);
         self.write_meta(VOTE, vote).map_err(io)?;
-        self.db.flush_async().await.map_err(|e| io(e.into()))?;
-        Ok(())
+        self.durability.voted(*vote);
+        flusher::flush(&self.db, &self.durability).await.map_err(io)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, openraft::StorageError<u64>> {
@@ -147,22 +245,25 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
         I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = serial::encode(&entry).map_err(write_logs)?;
-            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
-        }
-        self.log.apply_batch(batch).map_err(write_logs)?;
+        self.write_entries(entries).map_err(write_logs)?;
         self.flusher.after_flush(callback);
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
+        // The witness must stop claiming the removed entries before they go.
+        let before = match log_id.index.checked_sub(1) {
+            Some(i) => self.entry_id(i).map_err(write_logs)?,
+            None => None,
+        };
+        let purged: Option<LogId<u64>> = self.read_meta(PURGED).map_err(write_logs)?;
+        self.durability.truncating(before.or(purged)).await.map_err(write_logs)?;
         self.remove_range(log_id.index.to_be_bytes()..).map_err(write_logs)
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
         self.write_meta(PURGED, &log_id).map_err(write_logs)?;
+        self.durability.purged(log_id);
         self.remove_range(..=log_id.index.to_be_bytes()).map_err(write_logs)
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{read_sm, snapshot_io};
 use crate::state_machine::{Applied, APPLIED, MEMBERSHIP};
 use crate::{GoimTypes, StorageError};
 
-const META: &[u8] = b"meta";
+pub(crate) const META: &[u8] = b"meta";
 const DATA: &[u8] = b"data";
 
 type Pairs = Vec<(Bytes, Bytes)>;

@@ -17,6 +17,8 @@ use crate::{Command, GoimTypes, StorageError};
 /// Where the state machine stands: last applied log id and the membership at that point.
 pub(crate) type Applied<N> = Result<(Option<LogId<u64>>, StoredMembership<u64, N>), StorageError>;
 
+pub(crate) const SM_TREE: &str = "sm";
+pub(crate) const SNAPSHOT_TREE: &str = "snapshot";
 pub(crate) const APPLIED: &[u8] = b"meta/applied";
 pub(crate) const MEMBERSHIP: &[u8] = b"meta/membership";
 
@@ -68,8 +70,8 @@ impl<C: GoimTypes> StateMachine<C> {
     pub(crate) fn open(db: &sled::Db) -> Result<StateMachine<C>, StorageError> {
         let (pushes, _) = watch::channel(0);
         Ok(StateMachine {
-            tree: db.open_tree("sm")?,
-            snapshots: db.open_tree("snapshot")?,
+            tree: db.open_tree(SM_TREE)?,
+            snapshots: db.open_tree(SNAPSHOT_TREE)?,
             pushes,
             snapshot_counter: Arc::new(AtomicU64::new(0)),
             _types: PhantomData,

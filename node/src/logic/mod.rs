@@ -31,6 +31,8 @@ pub struct Logic {
     /// Per-room history window: messages, and age.
     pub room_retention_records: u64,
     pub room_retention_ms: u64,
+    /// Fault testing only: pushes are acknowledged before they commit (see `config`).
+    pub unsafe_ack_before_commit: bool,
 }
 
 /// What a push committed as: the last log seq and, for room pushes, the room offset.
@@ -57,7 +59,14 @@ impl Logic {
             retention_ms: cfg.retention_ms,
             room_retention_records: cfg.room_retention_records,
             room_retention_ms: cfg.room_retention_ms,
+            unsafe_ack_before_commit: cfg.unsafe_ack_before_commit,
         });
+        if logic.unsafe_ack_before_commit {
+            tracing::warn!(
+                "UNSAFE MODE (--unsafe-ack-before-commit): pushes are acknowledged before they are \
+                 committed; acknowledged pushes CAN BE LOST. For fault testing only."
+            );
+        }
         endpoint.register(Service::Logic, Arc::new(rpc::LogicService(logic.clone())));
         endpoint.register(Service::Tail, Arc::new(tail::TailService(logic.clone())));
         tokio::spawn(ticker::run(logic.clone(), shutdown));

@@ -273,6 +273,27 @@ impl ProcNode {
         }
     }
 
+    /// Waits for the process to exit by itself (e.g. refusing to start); panics with the
+    /// log tail if it still runs after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.child.as_mut().expect("started");
+            if let Some(status) = child.try_wait().expect("wait for child") {
+                self.child = None;
+                self.note(&format!("exited by itself ({status})"));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {within:?}; log tail:\n{}",
+                self.name,
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: the process gets no chance to flush or say goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

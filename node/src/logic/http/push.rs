@@ -1,6 +1,8 @@
 //! `POST /goim/push/{keys,mids,room,all}`: the body is the message; the reply is sent once
 //! the push is committed on a majority, with its log seq (and room offset for rooms).
 //! [ext] An `Idempotency-Key` header makes a retried push (to any node) apply once.
+//! In the hidden fault-testing mode `--unsafe-ack-before-commit` the reply (seq 0) is sent
+//! as soon as the push is handed to Raft, without waiting for the commit.
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -83,6 +85,18 @@ pub async fn handle(
             body.len(),
             logic.max_push_body
         )));
+    }
+    if logic.unsafe_ack_before_commit {
+        let (logic, key) = (logic.clone(), key.map(str::to_owned));
+        tokio::spawn(async move {
+            if let Err(e) = logic.push(to, op, body, key.as_deref()).await {
+                tracing::warn!(error = %e, "push acknowledged before commit was not committed");
+            }
+        });
+        return match route {
+            Route::Room => ok(json!({ "seq": 0, "room_seq": 0 })),
+            _ => ok(json!({ "seq": 0 })),
+        };
     }
     let pushed = logic
         .push(to, op, body, key)

@@ -1,0 +1,111 @@
+//! Keeps the durability witness (`witness`) in step with sled. Invariant: the witness never
+//! claims more than sled holds durably. So it is raised only after a sled flush completes, to
+//! what had been written to sled before that flush began (a `Mark`), and lowered before a
+//! Raft `truncate` removes entries. A mark taken before a truncate is never raised to.
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::{LogId, Vote};
+
+use crate::witness::{Record, Witness};
+use crate::StorageError;
+
+#[derive(Clone)]
+pub(crate) struct Durability {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    witness: Witness,
+    /// What the witness file says.
+    written: Record,
+    /// What has been written to sled, flushed or not.
+    pending: Record,
+    next_mark: u64,
+    /// The newest mark the witness was raised to.
+    raised: u64,
+    /// Marks below this were taken before a truncate: stale.
+    floor: u64,
+}
+
+/// The state written to sled at one point; durable once a flush started after it completes.
+pub(crate) struct Mark {
+    id: u64,
+    record: Record,
+}
+
+impl Durability {
+    /// `written` is what the witness holds, `current` what sled holds now.
+    pub(crate) fn new(witness: Witness, written: Record, current: Record) -> Durability {
+        let inner = Inner { witness, written, pending: current, next_mark: 1, raised: 0, floor: 0 };
+        Durability { inner: Arc::new(Mutex::new(inner)) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the records consistent (plain copies).
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Entries up to `last` were written to sled.
+    pub(crate) fn appended(&self, last: LogId<u64>) {
+        self.lock().pending.last = Some(last);
+    }
+
+    pub(crate) fn voted(&self, vote: Vote<u64>) {
+        self.lock().pending.vote = Some(vote);
+    }
+
+    pub(crate) fn purged(&self, purged: LogId<u64>) {
+        self.lock().pending.purged = Some(purged);
+    }
+
+    /// Take this right before flushing sled.
+    pub(crate) fn mark(&self) -> Mark {
+        let mut inner = self.lock();
+        let id = inner.next_mark;
+        inner.next_mark += 1;
+        Mark { id, record: inner.pending }
+    }
+
+    /// After the flush that followed `mark` completed: the witness records `mark`'s state.
+    pub(crate) async fn raise(&self, mark: Mark) -> Result<(), StorageError> {
+        self.blocking(move |inner| {
+            if mark.id < inner.floor || mark.id < inner.raised {
+                return Ok(());
+            }
+            if mark.record != inner.written {
+                inner.witness.write(&mark.record)?;
+                inner.written = mark.record;
+            }
+            inner.raised = mark.id;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Before a truncate removes entries after `new_last`: the witness stops claiming them.
+    pub(crate) async fn truncating(&self, new_last: Option<LogId<u64>>) -> Result<(), StorageError> {
+        self.blocking(move |inner| {
+            inner.pending.last = new_last;
+            inner.floor = inner.next_mark;
+            let index = |l: Option<LogId<u64>>| l.map(|l| l.index);
+            if index(inner.written.last) > index(new_last) {
+                let lowered = Record { last: new_last, ..inner.written };
+                inner.witness.write(&lowered)?;
+                inner.written = lowered;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `f` on the state off the async threads (the witness write ends in an fdatasync).
+    async fn blocking(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<(), StorageError> + Send + 'static,
+    ) -> Result<(), StorageError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut this.lock()))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("durability witness writer: {e}")))?
+    }
+}

@@ -107,12 +107,71 @@ settings! {
     raft_batches_in_flight: usize = 2, "GOIM_RAFT_BATCHES_IN_FLIGHT";
     /// Build a Raft snapshot every this many log entries.
     snapshot_every: u64 = 20_000, "GOIM_SNAPSHOT_EVERY";
+    /// Pending connections each client listener (TCP, WebSocket, HTTP) queues before the
+    /// kernel drops new ones (capped by net.core.somaxconn).
+    listen_backlog: u32 = crate::listen::DEFAULT_BACKLOG, "GOIM_LISTEN_BACKLOG";
+    /// Client connections (TCP + WebSocket) one comet holds at once; past it new ones are
+    /// refused. 0 = derived from the open-file limit, leaving room for HTTP and the node.
+    max_connections: usize = 0, "GOIM_MAX_CONNECTIONS";
+    /// Client connections one source address (IPv4, or IPv6 /64) may hold (0 = no limit).
+    max_connections_per_ip: usize = 1_000, "GOIM_MAX_CONNECTIONS_PER_IP";
+    /// New client connections per second one address may open (0 = no limit), in bursts of
+    /// `conn_burst_per_ip`.
+    conn_rate_per_ip: u32 = 100, "GOIM_CONN_RATE_PER_IP";
+    /// The burst of `conn_rate_per_ip`.
+    conn_burst_per_ip: u32 = 200, "GOIM_CONN_BURST_PER_IP";
+    /// Auths (op 7) per second one address may make (0 = no limit), in bursts of
+    /// `auth_burst_per_ip`; more are refused with op 8 `{"error":"rate limited"}`.
+    auth_rate_per_ip: u32 = 20, "GOIM_AUTH_RATE_PER_IP";
+    /// The burst of `auth_rate_per_ip`.
+    auth_burst_per_ip: u32 = 40, "GOIM_AUTH_BURST_PER_IP";
+    /// WebSocket control frames (ping, pong) per second one connection may send, bursts of
+    /// twice that (0 = no limit); more close it (1008 "ping rate exceeded").
+    ws_ping_rate: u32 = 10, "GOIM_WS_PING_RATE";
+    /// Op-4 (send message) packets per second one connection may send, bursts of twice
+    /// that (0 = no limit); more are answered op 5 `{"error":"rate limited"}`.
+    uplink_rate: u32 = 20, "GOIM_UPLINK_RATE";
+    /// Longest key a client or a push may name (bytes).
+    max_key_len: usize = 128, "GOIM_MAX_KEY_LEN";
+    /// Longest room id a client (auth, room change) or a push may name (bytes).
+    max_room_len: usize = 256, "GOIM_MAX_ROOM_LEN";
+    /// Most keys or mids one push may name.
+    max_push_targets: usize = 1_000, "GOIM_MAX_PUSH_TARGETS";
+    /// HTTP connections open at once; past it new ones get 503 and are closed.
+    http_max_connections: usize = 1_024, "GOIM_HTTP_MAX_CONNECTIONS";
+    /// Time a client has to send a whole request head, counted from when the server waits
+    /// for one (a new connection, or the previous response sent): also the keep-alive
+    /// idle timeout.
+    http_header_timeout_ms: u64 = 10_000, "GOIM_HTTP_HEADER_TIMEOUT_MS";
+    /// Time a client has to send a whole request body.
+    http_body_timeout_ms: u64 = 10_000, "GOIM_HTTP_BODY_TIMEOUT_MS";
+    /// An HTTP connection moving no byte either way for this long is closed.
+    http_idle_timeout_ms: u64 = 60_000, "GOIM_HTTP_IDLE_TIMEOUT_MS";
     /// FOR FAULT TESTING ONLY (hidden): a logic node acknowledges an HTTP push as soon as it
     /// is handed to Raft, before it commits, so acknowledged pushes can be lost. It exists so
     /// the fault-injection harness can prove its checker catches lost acknowledged writes.
     #[arg(hide = true, num_args = 0..=1, default_missing_value = "true")]
     #[arg(value_parser = clap::builder::BoolishValueParser::new())]
     unsafe_ack_before_commit: bool = false, "GOIM_UNSAFE_ACK_BEFORE_COMMIT";
+    /// Client auth: `none` (goim: a client is whoever it claims to be) or `jwt` (the auth
+    /// body's `token` must be a JWT for its mid; see README "Security").
+    auth: String = "none".into(), "GOIM_AUTH";
+    /// `--auth jwt`, HS256: the shared secret (or `--jwt-secret-file`).
+    #[arg(hide_env_values = true)]
+    jwt_secret: String = String::new(), "GOIM_JWT_SECRET";
+    /// `--auth jwt`, HS256: a file holding the shared secret (surrounding whitespace ignored).
+    jwt_secret_file: PathBuf = PathBuf::new(), "GOIM_JWT_SECRET_FILE";
+    /// `--auth jwt`, RS256 or EdDSA: the PEM file of the public key tokens are signed for.
+    jwt_public_key: PathBuf = PathBuf::new(), "GOIM_JWT_PUBLIC_KEY";
+    /// Bearer token every `/goim/push/*` and `/cluster/*` call must carry
+    /// (`Authorization: Bearer …`); empty = the API is open.
+    #[arg(hide_env_values = true)]
+    api_token: String = String::new(), "GOIM_API_TOKEN";
+    /// With `--api-token`: the `/goim/*` reads (online, nodes, history, log) need it too
+    /// (`/health`, `/metrics` and the demo page never do).
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    #[arg(value_parser = clap::builder::BoolishValueParser::new())]
+    api_token_reads: bool = false, "GOIM_API_TOKEN_READS";
     /// Log filter (tracing env-filter syntax).
     log: String = "info,openraft=warn,openraft::core::raft_core=error".into(), "GOIM_LOG";
 }
@@ -149,8 +208,21 @@ impl Config {
         if !matches!(self.slow_consumer.as_str(), "close" | "drop") {
             bail!("slow_consumer must be close or drop, not {:?}", self.slow_consumer);
         }
+        crate::auth::ClientAuth::check_settings(self)?;
+        if self.api_token_reads && self.api_token.trim().is_empty() {
+            bail!("--api-token-reads needs --api-token");
+        }
         if self.max_body == 0 || self.max_body > (1 << 24) {
             bail!("max_body must be in 1..=16MiB");
+        }
+        if self.http_max_connections == 0 || self.listen_backlog == 0 {
+            bail!("http_max_connections and listen_backlog must be at least 1");
+        }
+        if self.http_header_timeout_ms == 0
+            || self.http_body_timeout_ms == 0
+            || self.http_idle_timeout_ms == 0
+        {
+            bail!("the http_*_timeout_ms settings must be at least 1");
         }
         let needs_logic = self.has(Role::Comet) || self.has(Role::Job);
         if needs_logic && !self.has(Role::Logic) && self.logic_addrs().is_empty() {

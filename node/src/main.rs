@@ -1,14 +1,18 @@
 //! `goim`: one binary for every role (comet, logic, job) and the client subcommands.
 //! With no arguments it runs a one-node cluster with every role on loopback. The command
 //! line is DESIGN.md §7.
+mod auth;
 mod cli;
 mod clock;
 mod comet;
 mod config;
 mod http;
+mod http_server;
 mod job;
+mod listen;
 mod logic;
 mod node;
+mod rate;
 mod shutdown;
 
 use clap::{Parser, Subcommand};
@@ -44,20 +48,22 @@ enum Command {
         #[command(subcommand)]
         action: LogAction,
     },
+    /// Mint an HS256 client token (for `--auth jwt --jwt-secret S`) and print it.
+    Token(cli::token::TokenArgs),
 }
 
 #[derive(Subcommand)]
 enum ClusterAction {
     /// Print the cluster status as JSON.
     Status {
-        #[arg(long, default_value = "127.0.0.1:3111")]
-        http: String,
+        #[command(flatten)]
+        target: cli::Target,
     },
     /// Add a logic node as a voter (learner first, promoted once caught up). Start it first
     /// with `goim run --node-id ID --peers <the current voters>`.
     Add {
-        #[arg(long, default_value = "127.0.0.1:3111")]
-        http: String,
+        #[command(flatten)]
+        target: cli::Target,
         /// The new node's id.
         #[arg(long)]
         id: u64,
@@ -67,8 +73,8 @@ enum ClusterAction {
     },
     /// Remove a logic node from the voters.
     Remove {
-        #[arg(long, default_value = "127.0.0.1:3111")]
-        http: String,
+        #[command(flatten)]
+        target: cli::Target,
         #[arg(long)]
         id: u64,
     },
@@ -78,8 +84,8 @@ enum ClusterAction {
 enum LogAction {
     /// Print push-log records as JSON lines.
     Tail {
-        #[arg(long, default_value = "127.0.0.1:3111")]
-        http: String,
+        #[command(flatten)]
+        target: cli::Target,
         /// First seq to print.
         #[arg(long, default_value_t = 1)]
         from: u64,
@@ -103,13 +109,14 @@ fn main() -> std::process::ExitCode {
             None => run(cli.run).await,
             Some(Command::Run(settings)) => run(*settings).await,
             Some(Command::Cluster { action }) => match action {
-                ClusterAction::Status { http } => cli::cluster::status(&http).await,
-                ClusterAction::Add { http, id, addr } => cli::cluster::add(&http, id, &addr).await,
-                ClusterAction::Remove { http, id } => cli::cluster::remove(&http, id).await,
+                ClusterAction::Status { target } => cli::cluster::status(&target).await,
+                ClusterAction::Add { target, id, addr } => cli::cluster::add(&target, id, &addr).await,
+                ClusterAction::Remove { target, id } => cli::cluster::remove(&target, id).await,
             },
-            Some(Command::Log { action: LogAction::Tail { http, from, follow } }) => {
-                cli::log::tail(&http, from, follow).await
+            Some(Command::Log { action: LogAction::Tail { target, from, follow } }) => {
+                cli::log::tail(&target, from, follow).await
             }
+            Some(Command::Token(args)) => cli::token::mint(&args),
         }
     });
     match result {
@@ -169,6 +176,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    auth::log_posture(&cfg);
     // Only ring is compiled in; installing it makes that explicit (see STACK.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();

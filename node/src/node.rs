@@ -11,11 +11,15 @@ use goim_raft::{Cluster, ClusterConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::comet::admission::ClientLimits;
 use crate::comet::{self, CometConfig, SlowConsumer};
 use crate::config::{Config, Role};
 use crate::http::{self, Health};
+use crate::http_server::HttpLimits;
 use crate::job::{self, JobConfig};
+use crate::listen;
 use crate::logic::Logic;
+use crate::rate::Rate;
 
 /// One attempt of a comet/job call to a logic node; past it the next node is tried (a
 /// dead node is not noticed sooner: its QUIC connection only idles out after 5 s).
@@ -25,6 +29,8 @@ pub async fn run(
     cfg: Config,
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<()> {
+    // Read the token key first: a bad key file stops the node before anything starts.
+    let client_auth = crate::auth::ClientAuth::from_config(&cfg).context("client auth")?;
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let tls = ClusterTls::load_or_generate(&cfg.data_dir).context("cluster TLS certificate")?;
     let endpoint =
@@ -72,6 +78,10 @@ pub async fn run(
             buckets: 32,
             rpc_timeout: RPC_TIMEOUT,
             recover_max: cfg.recover_max,
+            auth: client_auth,
+            limits: client_limits(&cfg),
+            listen_backlog: cfg.listen_backlog,
+            max_out_frame: max_out_frame(&cfg),
         };
         comet::start(comet_cfg, endpoint.clone(), cfg.logic_addrs(), shutdown.clone())
             .await
@@ -89,12 +99,10 @@ pub async fn run(
     });
 
     let app = http::router(Health { roles: cfg.roles.clone(), logic: logic.clone() }, prometheus);
-    let listener = tokio::net::TcpListener::bind(cfg.http_addr)
-        .await
+    let listener = listen::bind(cfg.http_addr, cfg.listen_backlog)
         .with_context(|| format!("binding HTTP {}", cfg.http_addr))?;
     info!(node = cfg.node_id, roles = %cfg.roles, http = %cfg.http_addr, tcp = %cfg.tcp_addr, ws = %cfg.ws_addr, quic = %cfg.quic_addr, "goim node started");
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(std::future::IntoFuture::into_future(serve));
+    let server = tokio::spawn(crate::http_server::serve(listener, app, http_limits(&cfg), shutdown.clone()));
 
     crate::shutdown::signalled().await;
     info!("shutting down");
@@ -102,11 +110,57 @@ pub async fn run(
     if let Some(job) = job {
         let _ = tokio::time::timeout(Duration::from_secs(5), job).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
     if let Some(logic) = logic {
         logic.cluster.shutdown().await;
     }
     endpoint.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// The comet's client bounds from the settings (`--max-connections 0`: derived from the
+/// open-file limit).
+fn client_limits(cfg: &Config) -> ClientLimits {
+    let max_connections = match cfg.max_connections {
+        0 => listen::auto_max_connections(listen::open_files_limit(), cfg.http_max_connections),
+        n => n,
+    };
+    ClientLimits {
+        max_connections,
+        max_per_ip: cfg.max_connections_per_ip,
+        conn_rate: Rate::new(cfg.conn_rate_per_ip, cfg.conn_burst_per_ip),
+        auth_rate: Rate::new(cfg.auth_rate_per_ip, cfg.auth_burst_per_ip),
+        ws_ping_rate: Rate::per_sec(cfg.ws_ping_rate),
+        uplink_rate: Rate::per_sec(cfg.uplink_rate),
+        max_key_len: cfg.max_key_len,
+        max_room_len: cfg.max_room_len,
+    }
+}
+
+/// The largest frame a comet sends: a room batch of a job's push batch (at most
+/// `job_batch_bytes` of bodies, or one push body beyond it, each with its packet header).
+fn max_out_frame(cfg: &Config) -> usize {
+    let header = goim_net::packet::HEADER_LEN;
+    let bodies = cfg.job_batch_bytes.max(cfg.max_push_body).saturating_add(cfg.max_push_body);
+    bodies.saturating_add(cfg.job_batch_records.saturating_add(1).saturating_mul(header))
+}
+
+/// The HTTP server's bounds; its connection cap is at most a quarter of the open-file limit.
+fn http_limits(cfg: &Config) -> HttpLimits {
+    let max_connections = listen::http_share(listen::open_files_limit(), cfg.http_max_connections);
+    if max_connections < cfg.http_max_connections {
+        tracing::warn!(
+            configured = cfg.http_max_connections,
+            max_connections,
+            "HTTP connection cap lowered to a quarter of the open-file limit"
+        );
+    }
+    HttpLimits {
+        max_connections,
+        header_timeout: Duration::from_millis(cfg.http_header_timeout_ms),
+        body_timeout: Duration::from_millis(cfg.http_body_timeout_ms),
+        idle_timeout: Duration::from_millis(cfg.http_idle_timeout_ms),
+        max_body: cfg.max_push_body,
+    }
 }

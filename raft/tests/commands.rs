@@ -1,6 +1,6 @@
 //! The Raft commands applied through the real sled state machine (as openraft would apply
-//! committed entries): target resolution at apply time, key takeover, disconnect races,
-//! comet expiry, lease fencing, atomic replay after a restart.
+//! committed entries): target resolution at apply time, key takeover (same mid only),
+//! disconnect races, comet expiry, lease fencing, atomic replay after a restart.
 use std::collections::BTreeMap;
 
 use goim_net::rpc::logic::CometInfo;
@@ -197,6 +197,30 @@ async fn same_key_takeover_kicks_the_old_connection_and_its_disconnect_is_ignore
     sm.one(Request::Disconnect(Disconnect { comet: "c2".into(), key: "k".into(), conn: 9 })).await;
     assert!(sessions::get(&view, "k").unwrap().is_none());
     assert!(sessions::keys_of_mid(&view, 7).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_key_held_by_one_mid_is_refused_to_another_and_free_again_once_released() {
+    let mut sm = Sm::new().await;
+    sm.one(connect("k", 7, "c1", 1)).await;
+    let refused = sm.one(connect("k", 8, "c2", 2)).await;
+    assert!(matches!(&refused, Reply::Refused(why) if why.starts_with(KEY_HELD)), "{refused:?}");
+    let view = sm.sm.view();
+    let held = sessions::get(&view, "k").unwrap().unwrap();
+    assert_eq!((held.mid, held.comet.as_str(), held.conn), (7, "c1", 1), "unchanged");
+    assert!(pushlog::range(&view, 0, 1, 10).unwrap().is_empty(), "nobody kicked");
+    assert!(sessions::keys_of_mid(&view, 8).unwrap().is_empty());
+    // In one batch, in order: the same mid reconnecting (another comet) is a takeover, the
+    // other mid is still refused.
+    let replies = sm.one(Request::Batch(vec![connect("k", 8, "c3", 3), connect("k", 7, "c2", 4)])).await;
+    let Reply::Batch(replies) = replies else { panic!("{replies:?}") };
+    assert!(matches!(&replies[0], Reply::Refused(_)), "{replies:?}");
+    assert!(matches!(&replies[1], Reply::Joined { .. }), "{replies:?}");
+    assert_eq!(sessions::get(&view, "k").unwrap().map(|s| (s.mid, s.conn)), Some((7, 4)));
+    // Released by its disconnect: another mid may have it now.
+    sm.one(Request::Disconnect(Disconnect { comet: "c2".into(), key: "k".into(), conn: 4 })).await;
+    assert!(matches!(sm.one(connect("k", 8, "c2", 5)).await, Reply::Joined { .. }));
+    assert_eq!(sessions::get(&view, "k").unwrap().map(|s| s.mid), Some(8));
 }
 
 fn renew(id: &str, now_ms: u64, rooms: &[(&str, u32)]) -> Request {

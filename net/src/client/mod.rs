@@ -122,7 +122,11 @@ pub struct Client {
 
 impl Client {
     pub async fn connect_tcp(addr: &str) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
+        Client::over_tcp(TcpStream::connect(addr).await?)
+    }
+
+    /// A client on a TCP connection made elsewhere (e.g. from a chosen source address).
+    pub fn over_tcp(stream: TcpStream) -> Result<Client, ClientError> {
         stream.set_nodelay(true)?;
         let framed = Framed::new(stream, PacketCodec::new(CLIENT_MAX_BODY));
         Ok(Client::over(Transport::Tcp(Box::new(framed))))

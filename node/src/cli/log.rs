@@ -7,12 +7,12 @@ use serde_json::Value;
 
 const PAGE: usize = 1000;
 
-pub async fn tail(http: &str, from: u64, follow: bool) -> anyhow::Result<()> {
+pub async fn tail(target: &super::Target, from: u64, follow: bool) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let mut next = from.max(1);
     let stdout = std::io::stdout();
     loop {
-        let data = super::get_data(&client, http, &format!("/goim/log?from={next}&limit={PAGE}")).await?;
+        let data = super::get_data(&client, target, &format!("/goim/log?from={next}&limit={PAGE}")).await?;
         let records = data.get("records").and_then(Value::as_array).cloned().unwrap_or_default();
         let mut out = stdout.lock();
         for r in &records {

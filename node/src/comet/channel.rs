@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -121,6 +122,8 @@ pub struct Channel {
     queue: Mutex<VecDeque<Frame>>,
     ready: Notify,
     closed: CancellationToken,
+    /// Set by `finish`: nothing more is queued, the writer closes once the queue is out.
+    finishing: AtomicBool,
     policy: QueuePolicy,
 }
 
@@ -147,6 +150,7 @@ impl Channel {
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             closed,
+            finishing: AtomicBool::new(false),
             policy,
         }
     }
@@ -244,7 +248,7 @@ impl Channel {
     }
 
     fn enqueue(&self, frame: Frame) -> Pushed {
-        if self.is_closed() {
+        if self.is_closed() || self.finishing.load(Ordering::Acquire) {
             return Pushed::Closed;
         }
         let mut queue = lock(&self.queue);
@@ -289,6 +293,18 @@ impl Channel {
         lock(&self.queue).clear();
     }
 
+    /// Closes the connection once what is queued now has been written (last words, such
+    /// as a refusal); nothing queued after this is sent.
+    pub fn finish(&self) {
+        self.finishing.store(true, Ordering::Release);
+        self.ready.notify_one();
+    }
+
+    /// `finish` was called and everything queued before it has been taken by the writer.
+    pub fn finished(&self) -> bool {
+        self.finishing.load(Ordering::Acquire) && lock(&self.queue).is_empty()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.is_cancelled()
     }
@@ -318,6 +334,19 @@ mod tests {
 
     fn frame(n: u8) -> Frame {
         Frame::Packet(Bytes::from(vec![n]))
+    }
+
+    #[test]
+    fn finish_takes_nothing_more_and_is_done_once_the_queue_is_taken() {
+        let ch = channel(8, SlowConsumer::Close);
+        assert_eq!(ch.push(frame(1)), Pushed::Queued);
+        assert!(!ch.finished());
+        ch.finish();
+        assert_eq!(ch.push(frame(2)), Pushed::Closed, "nothing is queued after the last words");
+        assert!(!ch.finished(), "the last words are not written yet");
+        assert_eq!(ch.take_all(), [frame(1)]);
+        assert!(ch.finished());
+        assert!(!ch.is_closed(), "the writer closes it");
     }
 
     #[test]

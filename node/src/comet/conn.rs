@@ -2,7 +2,9 @@
 //! WebSocket: the handshake timer and auth (op 7), then heartbeats, uplink messages, room
 //! changes and sub/unsub until the connection closes, and the cleanup every close path
 //! shares (leave the bucket, tell logic). Joining a room (auth, op 12) goes through
-//! `recover`: the reply, then the room's replay, then live frames.
+//! `recover`: the reply, then the room's replay, then live frames. With `--auth jwt` the
+//! auth body's token is checked here (`auth::ClientAuth`), and what it grants is checked
+//! again on every room change.
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -19,7 +21,9 @@ use tokio::time::Instant;
 use super::channel::{Channel, Frame, Session};
 use super::recover::{self, epoch_text, Joined, Plan, Resume};
 use super::transport::{note_read_error, FrameSink, PacketSource};
-use super::{writer, Comet};
+use super::{lock, writer, Comet};
+use crate::auth::{Grant, Refusal};
+use crate::rate::TokenBucket;
 use goim_net::rpc::RpcError;
 
 /// Op-4 messages one connection may have waiting on logic at once.
@@ -55,6 +59,9 @@ struct ChangeRoomJson {
     room_id: String,
     room_seq: Option<u64>,
     epoch: Option<String>,
+    /// **[ext]** With `--auth jwt`: a fresh token (same mid and key) replacing the one given
+    /// at auth, e.g. one naming more rooms or expiring later.
+    token: Option<String>,
 }
 
 /// `{"error":"…"}`, the body of a refused auth or uplink message.
@@ -75,12 +82,12 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
         return;
     };
     let conn = comet.next_conn_id();
-    let Authenticated { session, heartbeat, joined, resume } =
+    let Authenticated { session, heartbeat, joined, resume, grant } =
         match authenticate(&comet, conn, peer, &auth).await {
             Ok(accepted) => accepted,
             Err(refusal) => {
-                metrics::counter!("goim_comet_auth_failures_total", "reason" => refusal.reason).increment(1);
-                tracing::debug!(%peer, why = %refusal.why, "auth refused");
+                metrics::counter!("goim_comet_auth_refused_total", "reason" => refusal.reason).increment(1);
+                tracing::debug!(%peer, why = %refusal.why, reason = refusal.reason, "auth refused");
                 let reply = auth.reply(op::AUTH_REPLY, error_body(&refusal.why));
                 hang_up(writer, Some(reply)).await;
                 return;
@@ -110,11 +117,14 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     let body = serde_json::to_vec(&reply).unwrap_or_default();
     ch.resume(Frame::Packet(auth.reply(op::AUTH_REPLY, body).to_bytes()), plan.room_seq, plan.replay);
 
+    let uplink_rate = TokenBucket::new(comet.config().limits.uplink_rate, Instant::now());
     let conn = Connection {
         comet,
         ch,
         uplink: Arc::new(Semaphore::new(MAX_UPLINK_IN_FLIGHT)),
         uplink_sent: Default::default(),
+        uplink_rate: std::sync::Mutex::new(uplink_rate),
+        grant: std::sync::Mutex::new(grant),
     };
     conn.run(&mut reader, heartbeat.saturating_mul(2)).await;
     conn.teardown();
@@ -153,22 +163,17 @@ async fn await_auth<R: PacketSource>(comet: &Comet, deadline: Instant, reader: &
     tokio::select! {
         _ = comet.shutdown_token().cancelled() => None,
         found = tokio::time::timeout_at(deadline, find_auth) => found.unwrap_or_else(|_| {
-            metrics::counter!("goim_comet_auth_failures_total", "reason" => "timeout")
+            metrics::counter!("goim_comet_auth_refused_total", "reason" => "timeout")
                 .increment(1);
             None
         }),
     }
 }
 
-/// Why an auth was refused: `why` goes to the client, `reason` to metrics.
-struct Refusal {
-    why: String,
-    reason: &'static str,
-}
-
 impl From<RpcError> for Refusal {
     fn from(e: RpcError) -> Refusal {
         let (why, reason) = match &e {
+            RpcError::Rejected(m) if m.starts_with(goim_raft::command::KEY_HELD) => (m.clone(), "key_taken"),
             RpcError::Rejected(m) | RpcError::BadRequest(m) => (m.clone(), "rejected"),
             other => (other.to_string(), "logic"),
         };
@@ -184,8 +189,15 @@ async fn authenticate(
     peer: SocketAddr,
     auth: &Packet,
 ) -> Result<Authenticated, Refusal> {
-    let body: AuthBody = serde_json::from_slice(&auth.body)
+    comet.admission().allow_auth(peer.ip())?;
+    let mut body: AuthBody = serde_json::from_slice(&auth.body)
         .map_err(|e| Refusal { why: format!("bad auth body: {e}"), reason: "json" })?;
+    comet.admission().check_auth_body(&body)?;
+    let grant = comet.config().auth.admit(&body)?;
+    // The token's key, when it names one and the client sent none.
+    if let Some(key) = grant.as_ref().and_then(|g| g.key.as_ref()).filter(|_| body.key.is_empty()) {
+        body.key = key.clone();
+    }
     let resume = body.room_seq.map(|room_seq| Resume { room_seq, epoch: body.epoch.clone() });
     let req =
         LogicRequest::Connect { comet: comet.id().to_string(), conn, ip: peer.ip().to_string(), auth: body };
@@ -198,7 +210,7 @@ async fn authenticate(
         secs => Duration::from_secs(secs),
     };
     let session = Session { key, mid, room: (!room_id.is_empty()).then_some(room_id), accepts };
-    Ok(Authenticated { session, heartbeat, joined: Joined { room_seq, epoch }, resume })
+    Ok(Authenticated { session, heartbeat, joined: Joined { room_seq, epoch }, resume, grant })
 }
 
 /// What logic confirmed at auth, and what the client asked to resume from.
@@ -207,6 +219,8 @@ struct Authenticated {
     heartbeat: Duration,
     joined: Joined,
     resume: Option<Resume>,
+    /// What the client's token allows (`None` with `--auth none`).
+    grant: Option<Grant>,
 }
 
 /// An authenticated connection's reader side.
@@ -216,6 +230,11 @@ struct Connection {
     uplink: Arc<Semaphore>,
     /// Op-4 messages sent so far (numbers each one for its idempotency id).
     uplink_sent: std::sync::atomic::AtomicU64,
+    /// Op-4 messages the client may still send (`--uplink-rate`).
+    uplink_rate: std::sync::Mutex<TokenBucket>,
+    /// What the client's token allows (`None` with `--auth none`); a JSON room change may
+    /// replace it with a fresh token.
+    grant: std::sync::Mutex<Option<Grant>>,
 }
 
 impl Connection {
@@ -294,7 +313,14 @@ impl Connection {
     /// Forwards an op-4 message to logic without holding up the reader; its op-5 reply
     /// goes out when logic answers (possibly after later replies).
     fn send_msg(&self, p: Packet) {
+        let rate = self.comet.config().limits.uplink_rate;
+        if !lock(&self.uplink_rate).take(rate, Instant::now()) {
+            metrics::counter!("goim_comet_uplink_refused_total", "reason" => "rate_limited").increment(1);
+            let _ = self.reply(p.reply(op::SEND_MSG_REPLY, error_body("rate limited")));
+            return;
+        }
         let Ok(permit) = self.uplink.clone().try_acquire_owned() else {
+            metrics::counter!("goim_comet_uplink_refused_total", "reason" => "in_flight").increment(1);
             let _ = self.reply(p.reply(op::SEND_MSG_REPLY, error_body("too many messages in flight")));
             return;
         };
@@ -338,6 +364,23 @@ impl Connection {
         } else {
             ChangeRoomJson { room_id: String::from_utf8_lossy(&p.body).into_owned(), ..Default::default() }
         };
+        if let Err(too_long) = self.comet.admission().check_room(&target.room_id) {
+            metrics::counter!("goim_comet_bad_requests_total", "op" => "change_room").increment(1);
+            let why = error_body(&too_long.why);
+            self.ch.push(Frame::Packet(p.reply(op::CHANGE_ROOM_REPLY, why).to_bytes()));
+            return;
+        }
+        if let Err(refusal) = self.may_join(&target) {
+            metrics::counter!("goim_comet_auth_refused_total", "reason" => refusal.reason).increment(1);
+            tracing::debug!(key = %self.ch.key, why = %refusal.why, "room change refused");
+            let reply = p.reply(op::CHANGE_ROOM_REPLY, error_body(&refusal.why));
+            self.ch.push(Frame::Packet(reply.to_bytes()));
+            // The refusal is written, then the connection closes.
+            self.ch.finish();
+            let _ = tokio::time::timeout(HANG_UP_TIMEOUT, self.ch.closed()).await;
+            self.ch.close();
+            return;
+        }
         let req = LogicRequest::ChangeRoom {
             comet: self.comet.id().to_string(),
             key: self.ch.key.clone(),
@@ -377,6 +420,23 @@ impl Connection {
         };
         let reply = Frame::Packet(p.reply(op::CHANGE_ROOM_REPLY, body).to_bytes());
         self.ch.resume(reply, plan.room_seq, plan.replay);
+    }
+
+    /// With `--auth jwt`: the token (the one from auth, or a fresh one the change carries)
+    /// must still be valid and allow the target room.
+    fn may_join(&self, target: &ChangeRoomJson) -> Result<(), Refusal> {
+        let mut grant = lock(&self.grant);
+        let Some(current) = grant.as_mut() else {
+            return Ok(());
+        };
+        if let Some(token) = target.token.as_deref() {
+            if let Some(fresh) = self.comet.config().auth.verify(token)? {
+                fresh.admits(self.ch.mid, &self.ch.key, "")?;
+                *current = fresh;
+            }
+        }
+        current.still_valid(crate::auth::jwt::now_secs())?;
+        current.allows_room(&target.room_id)
     }
 
     /// Every close path ends here: leave the bucket, close, tell logic (in the background).

@@ -4,6 +4,7 @@
 //!
 //! `start` is the one entry point; everything else hangs off the returned `Comet`.
 
+pub mod admission;
 pub mod bucket;
 pub mod channel;
 pub mod conn;
@@ -31,9 +32,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use goim_net::quic::QuicEndpoint;
 use goim_net::rpc::Service;
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::ClientAuth;
+use crate::listen::{self, Refuser};
+use crate::rate::LogEvery;
+use admission::{Admission, Admitted, ClientLimits, Refused};
 use bucket::Bucket;
 use channel::{Channel, QueuePolicy};
 use goim_net::rpc::logic_client::LogicClient;
@@ -88,6 +93,15 @@ pub struct CometConfig {
     pub rpc_timeout: Duration,
     /// Most messages replayed to one joining client; a longer gap is not recovered.
     pub recover_max: u64,
+    /// Connection, rate and size bounds on clients.
+    pub limits: ClientLimits,
+    /// Listen backlog of the TCP and WebSocket listeners.
+    pub listen_backlog: u32,
+    /// The largest frame this comet may send (a room batch of a job's push batch, a push
+    /// body); a WebSocket connection's write buffer is capped at two of them.
+    pub max_out_frame: usize,
+    /// How clients authenticate (`--auth`).
+    pub auth: ClientAuth,
 }
 
 impl Default for CometConfig {
@@ -112,6 +126,10 @@ impl Default for CometConfig {
             buckets: 32,
             rpc_timeout: Duration::from_secs(5),
             recover_max: 10_000,
+            limits: ClientLimits::default(),
+            listen_backlog: crate::listen::DEFAULT_BACKLOG,
+            max_out_frame: 2 << 20,
+            auth: ClientAuth::None,
         }
     }
 }
@@ -127,6 +145,9 @@ pub struct Comet {
     tcp_addr: SocketAddr,
     ws_addr: SocketAddr,
     shutdown: CancellationToken,
+    admission: Arc<Admission>,
+    refuser: Refuser,
+    refusals_log: LogEvery,
 }
 
 /// Binds the TCP and WS listeners, registers the `Service::Push` handler on `endpoint`,
@@ -138,10 +159,9 @@ pub async fn start(
     logic: Vec<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Arc<Comet>> {
-    let tcp =
-        TcpListener::bind(cfg.tcp_addr).await.with_context(|| format!("comet: bind tcp {}", cfg.tcp_addr))?;
-    let ws = TcpListener::bind(cfg.ws_addr)
-        .await
+    let tcp = listen::bind(cfg.tcp_addr, cfg.listen_backlog)
+        .with_context(|| format!("comet: bind tcp {}", cfg.tcp_addr))?;
+    let ws = listen::bind(cfg.ws_addr, cfg.listen_backlog)
         .with_context(|| format!("comet: bind websocket {}", cfg.ws_addr))?;
     let comet = Arc::new(Comet {
         buckets: (0..cfg.buckets.max(1)).map(|_| Bucket::default()).collect(),
@@ -152,15 +172,56 @@ pub async fn start(
         tcp_addr: tcp.local_addr()?,
         ws_addr: ws.local_addr()?,
         shutdown,
+        admission: Admission::new(cfg.limits),
+        refuser: Refuser::default(),
+        refusals_log: LogEvery::new(listen::LOG_INTERVAL),
         cfg,
     });
     endpoint.register(Service::Push, Arc::new(PushHandler::new(&comet)));
-    tokio::spawn(tcp::accept_loop(comet.clone(), tcp));
-    tokio::spawn(ws::accept_loop(comet.clone(), ws));
+    tokio::spawn(accept(comet.clone(), tcp, Transport::Tcp));
+    tokio::spawn(accept(comet.clone(), ws, Transport::Ws));
     tokio::spawn(online::renew_loop(comet.clone()));
     let (tcp_addr, ws_addr) = comet.local_addrs();
-    tracing::info!(id = %comet.cfg.id, tcp = %tcp_addr, ws = %ws_addr, "comet started");
+    let max_connections = comet.cfg.limits.max_connections;
+    tracing::info!(id = %comet.cfg.id, tcp = %tcp_addr, ws = %ws_addr, max_connections, "comet started");
     Ok(comet)
+}
+
+/// The client transports a comet listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Ws,
+}
+
+impl Transport {
+    /// The `transport` metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
+        }
+    }
+}
+
+/// One accept loop for both transports: every connection passes the comet's admission
+/// (connections per process and per address, connection rate per address) or is refused
+/// with a last word in its transport's terms, counted and logged at most once per interval.
+async fn accept(comet: Arc<Comet>, listener: tokio::net::TcpListener, transport: Transport) {
+    let name = match transport {
+        Transport::Tcp => "comet_tcp",
+        Transport::Ws => "comet_ws",
+    };
+    let shutdown = comet.shutdown.clone();
+    let admitting = comet.clone();
+    listen::accept_loop(listener, name, shutdown, move |stream, peer| {
+        admitting.admit(transport, stream, peer);
+    })
+    .await;
+    if transport == Transport::Tcp {
+        let connections = comet.conn_count();
+        tracing::info!(connections, "comet stops accepting, closing connections");
+    }
 }
 
 /// Conn ids start at the wall clock in microseconds, so a restarted comet (same id) does
@@ -197,6 +258,31 @@ impl Comet {
 
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.shutdown
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Admits an accepted connection and serves it, or refuses it.
+    fn admit(self: &Arc<Self>, transport: Transport, stream: TcpStream, peer: SocketAddr) {
+        let admitted: Result<Admitted, Refused> = self.admission.admit(peer.ip());
+        match admitted {
+            Ok(admitted) => match transport {
+                Transport::Tcp => tcp::serve(self.clone(), stream, peer, admitted),
+                Transport::Ws => ws::serve(self.clone(), stream, peer, admitted),
+            },
+            Err(refused) => {
+                metrics::counter!("goim_comet_refused_total", "transport" => transport.label(), "reason" => refused.label())
+                    .increment(1);
+                listen::note_refusal(&self.refusals_log, transport.label(), refused.label(), peer);
+                let last_word = match transport {
+                    Transport::Tcp => tcp::refusal(refused),
+                    Transport::Ws => ws::refusal(refused),
+                };
+                self.refuser.refuse(stream, last_word);
+            }
+        }
     }
 
     pub fn buckets(&self) -> &[Bucket] {

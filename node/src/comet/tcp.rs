@@ -1,52 +1,44 @@
-//! TCP transport glue: the accept loop, a packet source that decodes goim packets from the
-//! stream (its read buffer exists only while bytes are in flight, so idle connections stay
-//! small), and a sink that writes every queued frame with one `write_all`.
+//! TCP transport glue: serving an admitted connection, a packet source that decodes goim
+//! packets from the stream (its read buffer exists only while bytes are in flight, so idle
+//! connections stay small), and a sink that writes every queued frame with one `write_all`.
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::BytesMut;
-use goim_net::packet::{decode, Packet, PacketError};
+use bytes::{Bytes, BytesMut};
+use goim_net::packet::{decode, op, Packet, PacketError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::admission::{Admitted, Refused};
 use super::channel::Frame;
 use super::transport::{FrameSink, PacketSource, ReadError};
 use super::{conn, Comet};
 
 /// Room made for each socket read.
 const READ_CHUNK: usize = 4096;
-/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Accepts until shutdown; each connection runs `conn::serve` in its own task.
-pub async fn accept_loop(comet: Arc<Comet>, listener: TcpListener) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = comet.shutdown_token().cancelled() => {
-                let connections = comet.conn_count();
-                tracing::info!(connections, "comet stops accepting, closing connections");
-                return;
-            }
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "tcp accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        let deadline = Instant::now() + comet.config().handshake_timeout;
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
-        let source = TcpSource::new(read, comet.config().max_body);
-        tokio::spawn(conn::serve(comet.clone(), peer, deadline, source, TcpSink(write)));
-    }
+/// Serves an admitted connection in its own task (`conn::serve`); its place in the
+/// comet's counts is given back when it ends.
+pub fn serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAddr, admitted: Admitted) {
+    let deadline = Instant::now() + comet.config().handshake_timeout;
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let source = TcpSource::new(read, comet.config().max_body);
+    tokio::spawn(async move {
+        conn::serve(comet, peer, deadline, source, TcpSink(write)).await;
+        drop(admitted);
+    });
+}
+
+/// What a refused TCP client reads: an op-8 reply with `{"error":"…"}` (PROTOCOL.md §3,
+/// a refused auth), before the connection closes.
+pub fn refusal(refused: Refused) -> Bytes {
+    Packet::new(op::AUTH_REPLY, 0, conn::error_body(refused.message())).to_bytes()
 }
 
 pub struct TcpSource {

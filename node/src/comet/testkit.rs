@@ -224,6 +224,7 @@ pub struct TestConfig {
     pub logic_heartbeat_secs: u64,
     pub outbound_queue: usize,
     pub slow_consumer: SlowConsumer,
+    pub limits: super::admission::ClientLimits,
 }
 
 impl Default for TestConfig {
@@ -234,6 +235,7 @@ impl Default for TestConfig {
             logic_heartbeat_secs: 240,
             outbound_queue: 1024,
             slow_consumer: SlowConsumer::Close,
+            limits: Default::default(),
         }
     }
 }
@@ -265,6 +267,7 @@ impl Cluster {
             heartbeat: test.heartbeat,
             outbound_queue: test.outbound_queue,
             slow_consumer: test.slow_consumer,
+            limits: test.limits,
             renew_interval: Duration::from_secs(60),
             buckets: 4,
             rpc_timeout: Duration::from_secs(2),

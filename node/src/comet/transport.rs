@@ -9,6 +9,7 @@ use std::io;
 use goim_net::packet::Packet;
 
 use super::channel::Frame;
+use crate::rate::LogEvery;
 
 /// Why reading stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,10 @@ pub enum ReadError {
     /// The socket failed.
     #[error("transport: {0}")]
     Transport(String),
+    /// The client sent something faster than it may (WebSocket control frames): the
+    /// connection is closed and `goim_comet_flood_closed_total` counts it.
+    #[error("flood: {0}")]
+    Flood(&'static str),
 }
 
 pub trait PacketSource: Send + 'static {
@@ -38,6 +43,9 @@ pub trait FrameSink: Send + 'static {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// Floods closed are logged at most this often.
+static FLOOD_LOG: LogEvery = LogEvery::new(crate::listen::LOG_INTERVAL);
+
 /// Counts and logs a read error.
 pub fn note_read_error(transport: &'static str, err: &ReadError) {
     match err {
@@ -46,5 +54,12 @@ pub fn note_read_error(transport: &'static str, err: &ReadError) {
             tracing::debug!(transport, %why, "closing on a protocol violation");
         }
         ReadError::Transport(why) => tracing::debug!(transport, %why, "read failed"),
+        ReadError::Flood(why) => {
+            metrics::counter!("goim_comet_flood_closed_total", "transport" => transport, "reason" => *why)
+                .increment(1);
+            if let Some(suppressed) = FLOOD_LOG.allow() {
+                tracing::warn!(transport, %why, suppressed, "closing a flooding connection (at most one line per 5s)");
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The per-connection writer task: waits for the channel's queue, then drains everything
 //! queued into one coalesced write. Write coalescing is what fanout throughput hinges on
-//! (DESIGN.md §2): one write per message is twenty times slower.
+//! (DESIGN.md §2): one write per message is twenty times slower. A `finish`ed channel is
+//! closed once its last words are written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,17 +21,20 @@ pub async fn run<W: FrameSink>(ch: Arc<Channel>, mut sink: W) {
             _ = ch.ready() => {}
         }
         let frames = ch.take_all();
-        if frames.is_empty() {
-            continue;
-        }
-        tokio::select! {
-            biased;
-            _ = ch.closed() => break,
-            written = sink.write_frames(frames) => if let Err(e) = written {
-                tracing::debug!(key = %ch.key, conn = ch.conn, error = %e, "write failed");
-                ch.close();
-                break;
+        if !frames.is_empty() {
+            tokio::select! {
+                biased;
+                _ = ch.closed() => break,
+                written = sink.write_frames(frames) => if let Err(e) = written {
+                    tracing::debug!(key = %ch.key, conn = ch.conn, error = %e, "write failed");
+                    ch.close();
+                    break;
+                }
             }
+        }
+        if ch.finished() {
+            ch.close();
+            break;
         }
     }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;

@@ -1,64 +1,93 @@
-//! WebSocket transport glue: the accept loop with the upgrade on path `/sub`, a packet
-//! source mapping one binary (or text) message to one packet, and a sink that feeds every
-//! queued frame as a binary message and flushes once.
+//! WebSocket transport glue: serving an admitted connection (the upgrade on path `/sub`),
+//! a packet source mapping one binary (or text) message to one packet, and a sink that
+//! feeds every queued frame as a binary message and flushes once.
+//!
+//! Control frames are bounded: tungstenite answers every ping with a pong by itself, and
+//! those pongs bypass the channel's outbound queue, so a client pinging without reading
+//! would grow the write buffer without end. Each connection may send `ws_ping_rate`
+//! control frames a second (burst: twice that); past it the connection is closed (1008,
+//! "ping rate exceeded") and counted, and the write buffer is capped besides.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use goim_net::packet::{decode_ws_bytes, Packet, HEADER_LEN};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, error::ProtocolError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::admission::{Admitted, Refused};
 use super::channel::Frame;
 use super::transport::{FrameSink, PacketSource, ReadError};
 use super::{conn, Comet};
+use crate::rate::{Rate, TokenBucket};
 
 /// The only path clients may upgrade on.
 pub const WS_PATH: &str = "/sub";
 /// tungstenite allocates its read buffer eagerly: keep it small per connection.
 const READ_BUFFER: usize = 4096;
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// tungstenite's write buffer: frames collect here until it is this full (or flushed).
+const WRITE_BUFFER: usize = 128 * 1024;
+/// What a connection closed for sending control frames too fast is told.
+const PING_FLOOD: &str = "ping rate exceeded";
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// Accepts until shutdown; each connection upgrades and runs `conn::serve` in its own task.
-pub async fn accept_loop(comet: Arc<Comet>, listener: TcpListener) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = comet.shutdown_token().cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "websocket accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(upgrade_and_serve(comet.clone(), stream, peer));
-    }
+/// Upgrades and serves an admitted connection in its own task; its place in the comet's
+/// counts is given back when it ends.
+pub fn serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAddr, admitted: Admitted) {
+    tokio::spawn(async move {
+        upgrade_and_serve(comet, stream, peer).await;
+        drop(admitted);
+    });
+}
+
+/// What a refused WebSocket client reads instead of the upgrade: HTTP 503 (429 when rate
+/// limited) with `{"error":"…"}`.
+pub fn refusal(refused: Refused) -> Bytes {
+    let status = if refused.is_rate() { "429 Too Many Requests" } else { "503 Service Unavailable" };
+    let body = conn::error_body(refused.message());
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&body);
+    Bytes::from(out)
+}
+
+/// The tungstenite config of a client connection: incoming messages and frames no larger
+/// than the largest packet, and a write buffer capped at two of the largest frames the
+/// comet sends (pongs tungstenite queues by itself while the client does not read end
+/// there: past the cap they replace each other, and a push that does not fit closes the
+/// connection as a slow consumer).
+fn ws_config(max_body: usize, max_out_frame: usize) -> WebSocketConfig {
+    let max_message = HEADER_LEN.saturating_add(max_body);
+    let max_frame_out = max_out_frame.max(max_message).saturating_add(16);
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER.saturating_add(max_frame_out.saturating_mul(2)))
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
 }
 
 /// The upgrade counts against the handshake timeout, like the auth that follows it.
 async fn upgrade_and_serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAddr) {
     let deadline = Instant::now() + comet.config().handshake_timeout;
     let _ = stream.set_nodelay(true);
-    let max_message = HEADER_LEN.saturating_add(comet.config().max_body);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
+    let config = ws_config(comet.config().max_body, comet.config().max_out_frame);
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
     let ws = tokio::select! {
         _ = comet.shutdown_token().cancelled() => return,
@@ -75,8 +104,16 @@ async fn upgrade_and_serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAdd
         },
     };
     let (sink, stream) = ws.split();
-    let source = WsSource { stream, max_body: comet.config().max_body };
-    conn::serve(comet, peer, deadline, source, WsSink(sink)).await;
+    let close_reason = Arc::new(OnceLock::new());
+    let ping_rate = comet.config().limits.ws_ping_rate;
+    let source = WsSource {
+        stream,
+        max_body: comet.config().max_body,
+        pings: TokenBucket::new(ping_rate, Instant::now()),
+        ping_rate,
+        close_reason: close_reason.clone(),
+    };
+    conn::serve(comet, peer, deadline, source, WsSink { sink, close_reason }).await;
 }
 
 /// Refuses an upgrade on any path but `/sub` with 404.
@@ -93,6 +130,11 @@ fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> 
 pub struct WsSource {
     stream: SplitStream<Ws>,
     max_body: usize,
+    /// Control frames (ping, pong) the client may still send.
+    pings: TokenBucket,
+    ping_rate: Rate,
+    /// Set when the source ends the connection for a reason the close frame names.
+    close_reason: Arc<OnceLock<CloseFrame>>,
 }
 
 impl WsSource {
@@ -115,7 +157,15 @@ impl PacketSource for WsSource {
                 Message::Binary(data) => return self.decode(data),
                 Message::Text(text) => return self.decode(Bytes::from(text)),
                 Message::Close(_) => return Ok(None),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                Message::Ping(_) | Message::Pong(_) => {
+                    if !self.pings.take(self.ping_rate, Instant::now()) {
+                        let _ = self
+                            .close_reason
+                            .set(CloseFrame { code: CloseCode::Policy, reason: PING_FLOOD.into() });
+                        return Err(ReadError::Flood(PING_FLOOD));
+                    }
+                }
+                Message::Frame(_) => {}
             }
         }
     }
@@ -134,26 +184,66 @@ fn read_error(err: tungstenite::Error) -> Result<Option<Packet>, ReadError> {
     }
 }
 
-pub struct WsSink(pub SplitSink<Ws, Message>);
+pub struct WsSink {
+    sink: SplitSink<Ws, Message>,
+    close_reason: Arc<OnceLock<CloseFrame>>,
+}
+
+/// A write error; a full write buffer (the client does not read) is a slow consumer.
+fn write_error(e: tungstenite::Error) -> io::Error {
+    if matches!(e, tungstenite::Error::WriteBufferFull(_)) {
+        metrics::counter!("goim_comet_slow_consumer_total", "policy" => "write_buffer").increment(1);
+        return io::Error::other("slow consumer: websocket write buffer full");
+    }
+    io::Error::other(e)
+}
 
 impl FrameSink for WsSink {
     async fn write_frames(&mut self, frames: VecDeque<Frame>) -> io::Result<()> {
         for frame in frames {
-            self.0.feed(Message::Binary(frame.ws_bytes())).await.map_err(io::Error::other)?;
+            self.sink.feed(Message::Binary(frame.ws_bytes())).await.map_err(write_error)?;
         }
-        self.0.flush().await.map_err(io::Error::other)
+        self.sink.flush().await.map_err(write_error)
     }
 
+    /// A close frame naming why, when the connection is closed for a reason.
     async fn close(&mut self) {
-        let _ = self.0.close().await;
+        if let Some(reason) = self.close_reason.get() {
+            let _ = self.sink.send(Message::Close(Some(reason.clone()))).await;
+        }
+        let _ = self.sink.close().await;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::comet::testkit::Cluster;
+    use crate::comet::admission::ClientLimits;
+    use crate::comet::testkit::{Cluster, TestConfig};
+    use crate::rate::Rate;
+    use futures_util::{SinkExt, StreamExt};
     use goim_net::client::{Client, ClientError};
-    use tokio_tungstenite::tungstenite;
+    use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode, Message};
+
+    #[tokio::test]
+    async fn pings_past_the_rate_close_with_a_reason() {
+        let limits = ClientLimits { ws_ping_rate: Rate::new(1, 4), ..ClientLimits::default() };
+        let cluster = Cluster::start_with(TestConfig { limits, ..TestConfig::default() }).await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(cluster.ws()).await.unwrap();
+        for i in 0..8u8 {
+            ws.send(Message::Ping(vec![i].into())).await.unwrap();
+        }
+        let mut pongs = 0;
+        let close = loop {
+            match ws.next().await {
+                Some(Ok(Message::Pong(_))) => pongs += 1,
+                Some(Ok(Message::Close(frame))) => break frame,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!((4..8).contains(&pongs), "pings within the burst are answered: {pongs}");
+        let close = close.expect("a close frame with a reason");
+        assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "ping rate exceeded"));
+    }
 
     #[tokio::test]
     async fn upgrades_only_on_sub() {

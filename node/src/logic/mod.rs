@@ -17,6 +17,7 @@ use goim_raft::{Cluster, Reply, Request, WriteError};
 use goim_storage::tables::{comets, requests};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::ApiAuth;
 use crate::clock::now_ms;
 use crate::config::Config;
 
@@ -26,6 +27,11 @@ pub struct Logic {
     pub comet_ttl_ms: u64,
     pub chat_op: i32,
     pub max_push_body: usize,
+    /// Most keys or mids one push may name.
+    pub max_push_targets: usize,
+    /// Longest key and room id a push may name (as clients may hold or join).
+    pub max_key_len: usize,
+    pub max_room_len: usize,
     pub retention_records: u64,
     pub retention_ms: u64,
     /// Per-room history window: messages, and age.
@@ -33,6 +39,8 @@ pub struct Logic {
     pub room_retention_ms: u64,
     /// Fault testing only: pushes are acknowledged before they commit (see `config`).
     pub unsafe_ack_before_commit: bool,
+    /// The HTTP API's bearer token (`--api-token`).
+    pub api_auth: ApiAuth,
 }
 
 /// What a push committed as: the last log seq and, for room pushes, the room offset.
@@ -55,11 +63,15 @@ impl Logic {
             comet_ttl_ms: cfg.comet_ttl_ms,
             chat_op: cfg.chat_op,
             max_push_body: cfg.max_push_body,
+            max_push_targets: cfg.max_push_targets,
+            max_key_len: cfg.max_key_len,
+            max_room_len: cfg.max_room_len,
             retention_records: cfg.retention_records,
             retention_ms: cfg.retention_ms,
             room_retention_records: cfg.room_retention_records,
             room_retention_ms: cfg.room_retention_ms,
             unsafe_ack_before_commit: cfg.unsafe_ack_before_commit,
+            api_auth: ApiAuth::new(&cfg.api_token, cfg.api_token_reads),
         });
         if logic.unsafe_ack_before_commit {
             tracing::warn!(

@@ -29,12 +29,20 @@ pub struct Node {
     pub ports: Ports,
     pub data_dir: PathBuf,
     pub extra: Vec<String>,
+    /// A command the binary runs under (e.g. `prlimit --nofile=N:N --`), empty for none.
+    pub launcher: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl Node {
     /// Starts a one-node cluster with every role; `extra` are more `goim run` flags.
     pub async fn start(extra: &[&str]) -> Node {
+        Node::start_under(&[], extra).await
+    }
+
+    /// `start`, the binary run by `launcher` (a command taking the program and its
+    /// arguments, e.g. `["prlimit", "--nofile=512:512", "--"]`).
+    pub async fn start_under(launcher: &[&str], extra: &[&str]) -> Node {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut node = Node {
@@ -42,17 +50,32 @@ impl Node {
             ports: Ports::free(),
             data_dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            launcher: launcher.iter().map(|s| s.to_string()).collect(),
             _tmp: Some(tmp),
         };
         node.spawn().await;
         node
     }
 
+    /// The node's process id (the launcher execs the binary, so it is the binary's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// (Re)starts the process on the same ports and data dir.
     pub async fn spawn(&mut self) {
         let log = self.data_dir.parent().unwrap().join("node.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_goim"))
+        let goim = env!("CARGO_BIN_EXE_goim");
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(goim);
+                c
+            }
+            None => Command::new(goim),
+        };
+        let child = command
             .arg("run")
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--http-addr", &format!("127.0.0.1:{}", self.ports.http)])

@@ -14,7 +14,7 @@ mod trim;
 
 pub use change_room::ChangeRoom;
 pub use commit_offset::CommitOffset;
-pub use connect::Connect;
+pub use connect::{Connect, KEY_HELD};
 pub use disconnect::Disconnect;
 pub use lease::{AcquireLease, ReleaseLease};
 pub use push::{Push, PushTo};

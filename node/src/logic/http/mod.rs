@@ -11,32 +11,44 @@ mod push;
 
 use std::sync::Arc;
 
+use axum::middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
 
 use super::Logic;
+use crate::auth;
 
 pub use params::Params;
 
+/// The logic routes. With an API token, pushes and `/cluster/*` need it (reads too with
+/// `--api-token-reads`); see `auth::api`.
 pub fn routes(logic: Arc<Logic>) -> Router {
-    Router::new()
+    let api = logic.api_auth.clone();
+    let guarded = Router::new()
         .route("/goim/push/keys", post(|s, q, h, b| push::handle(push::Route::Keys, s, q, h, b)))
         .route("/goim/push/mids", post(|s, q, h, b| push::handle(push::Route::Mids, s, q, h, b)))
         .route("/goim/push/room", post(|s, q, h, b| push::handle(push::Route::Room, s, q, h, b)))
         .route("/goim/push/all", post(|s, q, h, b| push::handle(push::Route::All, s, q, h, b)))
+        .route("/cluster/status", get(cluster::status))
+        .route("/cluster/add", post(cluster::add))
+        .route("/cluster/remove", post(cluster::remove))
+        .route_layer(middleware::from_fn_with_state(api.clone(), auth::api::require));
+    let reads = Router::new()
         .route("/goim/online/top", get(online::top))
         .route("/goim/online/room", get(online::room))
         .route("/goim/online/total", get(online::total))
         .route("/goim/nodes/weighted", get(nodes::weighted))
         .route("/goim/nodes/instances", get(nodes::instances))
         .route("/goim/log", get(log::read))
-        .route("/goim/history/room", get(history::room))
-        .route("/cluster/status", get(cluster::status))
-        .route("/cluster/add", post(cluster::add))
-        .route("/cluster/remove", post(cluster::remove))
-        .with_state(logic)
+        .route("/goim/history/room", get(history::room));
+    let reads = if api.reads {
+        reads.route_layer(middleware::from_fn_with_state(api, auth::api::require))
+    } else {
+        reads
+    };
+    guarded.merge(reads).with_state(logic)
 }
 
 #[derive(Serialize)]

@@ -27,13 +27,33 @@ pub enum Route {
     All,
 }
 
-/// The route's target, from its query parameters (goim's names).
-fn target(route: Route, p: &Params) -> Result<PushTo, ApiError> {
+/// Bounds on what one push may name.
+struct TargetLimits {
+    /// Keys or mids.
+    targets: usize,
+    key_len: usize,
+    room_len: usize,
+}
+
+/// The route's target, from its query parameters (goim's names), within `limits`.
+fn target(route: Route, p: &Params, limits: &TargetLimits) -> Result<PushTo, ApiError> {
+    let max_targets = limits.targets;
+    let within = |what: &str, n: usize| {
+        if n > max_targets {
+            return Err(ApiError::bad(format!("{what}: {n} given, at most {max_targets} per push")));
+        }
+        Ok(())
+    };
     match route {
         Route::Keys => {
             let keys = p.list("keys");
             if keys.is_empty() {
                 return Err(ApiError::bad("keys: missing"));
+            }
+            within("keys", keys.len())?;
+            if let Some(long) = keys.iter().find(|k| k.len() > limits.key_len) {
+                let max = limits.key_len;
+                return Err(ApiError::bad(format!("keys: {} bytes exceeds the limit of {max}", long.len())));
             }
             Ok(PushTo::Keys(keys))
         }
@@ -46,9 +66,17 @@ fn target(route: Route, p: &Params) -> Result<PushTo, ApiError> {
             if mids.is_empty() {
                 return Err(ApiError::bad("mids: missing"));
             }
+            within("mids", mids.len())?;
             Ok(PushTo::Mids(mids))
         }
-        Route::Room => Ok(PushTo::Room(format!("{}://{}", p.required("type")?, p.required("room")?))),
+        Route::Room => {
+            let room = format!("{}://{}", p.required("type")?, p.required("room")?);
+            if room.len() > limits.room_len {
+                let max = limits.room_len;
+                return Err(ApiError::bad(format!("room: {} bytes exceeds the limit of {max}", room.len())));
+            }
+            Ok(PushTo::Room(room))
+        }
         Route::All => {
             // goim's `speed` throttles broadcast fan-out; validated here, not applied yet.
             p.parsed::<u32>("speed")?;
@@ -76,7 +104,12 @@ pub async fn handle(
 ) -> ApiResult {
     let p = Params::parse(q);
     let op = p.operation()?;
-    let to = target(route, &p)?;
+    let limits = TargetLimits {
+        targets: logic.max_push_targets,
+        key_len: logic.max_key_len,
+        room_len: logic.max_room_len,
+    };
+    let to = target(route, &p, &limits)?;
     let key = idempotency_key(&headers)?;
     let body = body.map_err(|e| ApiError::bad(format!("body: {e}")))?;
     if body.len() > logic.max_push_body {

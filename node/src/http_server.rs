@@ -1,0 +1,271 @@
+//! Serves the HTTP router with bounds `axum::serve` does not offer: hyper's HTTP/1 server
+//! per connection, behind the shared accept loop (`listen`), with
+//! - a cap on concurrent connections (`--http-max-connections`): past it a connection is
+//!   answered 503 and closed, and counted;
+//! - a header timeout (`--http-header-timeout-ms`): a request head must arrive in full
+//!   within it, counted from when the server starts waiting for one (a new connection, or
+//!   the end of the previous response on a kept-alive one: so it is also the keep-alive
+//!   idle timeout, and a client dripping its headers is cut off);
+//! - request bodies read in full before any handler runs, within `--max-push-body` bytes
+//!   and `--http-body-timeout-ms`;
+//! - an idle timeout (`--http-idle-timeout-ms`): a connection moving no byte either way for
+//!   that long (a response the client does not read, a request that never ends) is closed.
+//!
+//! On shutdown it stops accepting, lets requests in flight finish and closes connections.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::listen::{self, Refuser};
+use crate::rate::LogEvery;
+
+/// How long connections get to finish their requests once the node shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Bytes of an oversized body read (and discarded) before answering, so the client can
+/// read the answer instead of a connection reset.
+const OVERSIZE_DRAIN: usize = 1 << 20;
+
+/// The HTTP server's bounds (`goim run` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Largest request body (`--max-push-body`).
+    pub max_body: usize,
+}
+
+/// Serves `app` on `listener` until `shutdown`, then waits for the open connections to
+/// finish (each gets `SHUTDOWN_GRACE`).
+pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutdown: CancellationToken) {
+    let app =
+        app.layer(middleware::from_fn_with_state(limits, bound_body)).layer(DefaultBodyLimit::disable());
+    let slots = Arc::new(Semaphore::new(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    let tracker = TaskTracker::new();
+    let refuser = Refuser::default();
+    let refusals_log = LogEvery::new(listen::LOG_INTERVAL);
+    let accepting = shutdown.clone();
+    let tasks = tracker.clone();
+    listen::accept_loop(listener, "http", accepting, move |stream, peer| {
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                tasks.spawn(serve_conn(stream, app.clone(), limits, shutdown.clone(), slot));
+            }
+            Err(_) => {
+                metrics::counter!("goim_http_refused_total", "reason" => "max_connections").increment(1);
+                listen::note_refusal(&refusals_log, "http", "max_connections", peer);
+                refuser.refuse(stream, too_many_connections());
+            }
+        }
+    })
+    .await;
+    tracker.close();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(500), tracker.wait()).await;
+}
+
+/// The 503 a connection over the cap reads, in goim's reply shape.
+fn too_many_connections() -> Bytes {
+    let body = json!({ "code": -503, "message": "too many connections", "data": null }).to_string();
+    Bytes::from(format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+    slot: OwnedSemaphorePermit,
+) {
+    metrics::gauge!("goim_http_connections").increment(1.0);
+    let _ = stream.set_nodelay(true);
+    let progress = Arc::new(Progress::new());
+    let io = TokioIo::new(Watched { inner: stream, progress: progress.clone() });
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let mut draining: Option<Instant> = None;
+    loop {
+        let grace_over = async {
+            match draining {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    if e.is_timeout() {
+                        metrics::counter!("goim_http_timeouts_total", "kind" => "header").increment(1);
+                    } else {
+                        tracing::debug!(error = %e, "http connection ended with an error");
+                    }
+                }
+                break;
+            }
+            _ = shutdown.cancelled(), if draining.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                draining = Some(Instant::now() + SHUTDOWN_GRACE);
+            }
+            _ = grace_over => break,
+            _ = progress.stalled(limits.idle_timeout) => {
+                metrics::counter!("goim_http_timeouts_total", "kind" => "idle").increment(1);
+                break;
+            }
+        }
+    }
+    metrics::gauge!("goim_http_connections").decrement(1.0);
+    drop(slot);
+}
+
+/// The `from_fn` middleware reading every request body in full, within the size and time
+/// limits, before the handler sees it; refusals in goim's reply shape, counted.
+async fn bound_body(State(limits): State<HttpLimits>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let deadline = Instant::now() + limits.body_timeout;
+    let mut chunks = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    let mut total = 0usize;
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => {
+                metrics::counter!("goim_http_timeouts_total", "kind" => "body").increment(1);
+                let why = format!("body: not received within {} ms", limits.body_timeout.as_millis());
+                return refusal(StatusCode::REQUEST_TIMEOUT, -408, why);
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return bad_request(format!("body: {e}")),
+            Ok(Some(Ok(chunk))) => {
+                total = total.saturating_add(chunk.len());
+                if total <= limits.max_body {
+                    buf.extend_from_slice(&chunk);
+                } else if total > limits.max_body.saturating_add(OVERSIZE_DRAIN) {
+                    break;
+                }
+            }
+        }
+    }
+    if total > limits.max_body {
+        return bad_request(format!("body: more than {} bytes, the limit", limits.max_body));
+    }
+    next.run(Request::from_parts(parts, Body::from(buf.freeze()))).await
+}
+
+/// goim's -400: HTTP 200, the code in the body (as every `/goim/*` error).
+fn bad_request(message: String) -> Response {
+    metrics::counter!("goim_http_bad_requests_total").increment(1);
+    refusal(StatusCode::OK, -400, message)
+}
+
+fn refusal(status: StatusCode, code: i32, message: String) -> Response {
+    (status, Json(json!({ "code": code, "message": message, "data": null }))).into_response()
+}
+
+/// When a connection last moved a byte, as milliseconds since `start`.
+struct Progress {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { start: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once no byte moved for `idle`.
+    async fn stalled(&self, idle: Duration) {
+        loop {
+            let due = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle;
+            if Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// A TCP stream that notes each byte it moves in its `Progress`.
+struct Watched {
+    inner: TcpStream,
+    progress: Arc<Progress>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.progress.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.progress.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.progress.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

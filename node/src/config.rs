@@ -172,6 +172,14 @@ settings! {
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     #[arg(value_parser = clap::builder::BoolishValueParser::new())]
     api_token_reads: bool = false, "GOIM_API_TOKEN_READS";
+    /// Cluster mTLS: the cluster CA certificate (PEM, from `goim cluster certs`). With
+    /// `--cluster-cert` and `--cluster-key` (all three or none), QUIC peers must present a
+    /// certificate from this CA; without them a node generates its own (dev mode).
+    cluster_ca: PathBuf = PathBuf::new(), "GOIM_CLUSTER_CA";
+    /// Cluster mTLS: this node's certificate (PEM, signed by `--cluster-ca`).
+    cluster_cert: PathBuf = PathBuf::new(), "GOIM_CLUSTER_CERT";
+    /// Cluster mTLS: this node's private key (PEM).
+    cluster_key: PathBuf = PathBuf::new(), "GOIM_CLUSTER_KEY";
     /// Log filter (tracing env-filter syntax).
     log: String = "info,openraft=warn,openraft::core::raft_core=error".into(), "GOIM_LOG";
 }
@@ -212,6 +220,11 @@ impl Config {
         if self.api_token_reads && self.api_token.trim().is_empty() {
             bail!("--api-token-reads needs --api-token");
         }
+        let tls_files = [&self.cluster_ca, &self.cluster_cert, &self.cluster_key];
+        let given = tls_files.iter().filter(|p| !p.as_os_str().is_empty()).count();
+        if given != 0 && given != 3 {
+            bail!("--cluster-ca, --cluster-cert and --cluster-key go together: give all three or none");
+        }
         if self.max_body == 0 || self.max_body > (1 << 24) {
             bail!("max_body must be in 1..=16MiB");
         }
@@ -245,6 +258,11 @@ impl Config {
             bail!("--roles is empty");
         }
         Ok(roles)
+    }
+
+    /// True when the cluster mTLS files are configured (validated: all three or none).
+    pub fn cluster_mtls(&self) -> bool {
+        !self.cluster_ca.as_os_str().is_empty()
     }
 
     pub fn has(&self, role: Role) -> bool {

@@ -78,6 +78,10 @@ enum ClusterAction {
         #[arg(long)]
         id: u64,
     },
+    /// Write a cluster CA (`ca.pem`, `ca.key`) and a certificate per node (`<name>.pem`,
+    /// `<name>.key`) for `--cluster-ca/--cluster-cert/--cluster-key`. Every node certificate
+    /// names `goim.cluster`, the name peers verify (they are dialled by IP).
+    Certs(cli::cluster::CertsArgs),
 }
 
 #[derive(Subcommand)]
@@ -112,6 +116,7 @@ fn main() -> std::process::ExitCode {
                 ClusterAction::Status { target } => cli::cluster::status(&target).await,
                 ClusterAction::Add { target, id, addr } => cli::cluster::add(&target, id, &addr).await,
                 ClusterAction::Remove { target, id } => cli::cluster::remove(&target, id).await,
+                ClusterAction::Certs(args) => cli::cluster::certs(&args),
             },
             Some(Command::Log { action: LogAction::Tail { target, from, follow } }) => {
                 cli::log::tail(&target, from, follow).await

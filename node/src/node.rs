@@ -32,7 +32,14 @@ pub async fn run(
     // Read the token key first: a bad key file stops the node before anything starts.
     let client_auth = crate::auth::ClientAuth::from_config(&cfg).context("client auth")?;
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let tls = ClusterTls::load_or_generate(&cfg.data_dir).context("cluster TLS certificate")?;
+    let tls = if cfg.cluster_mtls() {
+        let tls = ClusterTls::from_pem_files(&cfg.cluster_ca, &cfg.cluster_cert, &cfg.cluster_key)
+            .context("cluster mTLS (--cluster-ca/--cluster-cert/--cluster-key)")?;
+        info!(ca = %cfg.cluster_ca.display(), cert = %cfg.cluster_cert.display(), "cluster mTLS: QUIC peers need a certificate from the cluster CA");
+        tls
+    } else {
+        ClusterTls::load_or_generate(&cfg.data_dir).context("cluster TLS certificate")?
+    };
     let endpoint =
         QuicEndpoint::bind(cfg.quic_addr, &tls).with_context(|| format!("binding QUIC {}", cfg.quic_addr))?;
     let shutdown = CancellationToken::new();

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::{Connection, RecvStream, SendStream};
 use serde::{de::DeserializeOwned, Serialize};
@@ -18,6 +19,8 @@ use crate::rpc::Service;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const SERVICE_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most one log line per this interval about refused handshakes.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// An accepted bi-stream, after its service byte.
 pub struct BiStream {
@@ -111,7 +114,13 @@ impl QuicEndpoint {
             .ok_or_else(|| QuicError::Resolve(peer.into(), "no address".into()))?;
         let connecting = self.endpoint.connect_with(self.client.clone(), addr, SERVER_NAME)?;
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(conn) => Ok(conn?),
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => {
+                if is_tls_refusal(&e) {
+                    handshake_refused("outgoing", addr, &e);
+                }
+                Err(e.into())
+            }
             Err(_) => Err(QuicError::DialTimeout(peer.to_string())),
         }
     }
@@ -147,18 +156,51 @@ impl QuicEndpoint {
 async fn accept_loop(this: Arc<QuicEndpoint>) {
     while let Some(incoming) = this.endpoint.accept().await {
         let this = this.clone();
+        let remote = incoming.remote_address();
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
                     metrics::counter!("goim_quic_rejected_total", "reason" => "handshake").increment(1);
-                    debug!(error = %e, "quic handshake failed");
+                    handshake_refused("incoming", remote, &e);
                     return;
                 }
             };
             serve_connection(this, conn).await;
         });
     }
+}
+
+/// A handshake the TLS layer refused (a peer without a certificate, or with one not from the
+/// cluster CA), as opposed to one that timed out or was closed.
+fn is_tls_refusal(e: &quinn::ConnectionError) -> bool {
+    // QUIC carries TLS alerts as CRYPTO_ERROR codes 0x100..=0x1ff.
+    let code = match e {
+        quinn::ConnectionError::TransportError(t) => t.code,
+        quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
+        _ => return false,
+    };
+    (0x100..=0x1ff).contains(&u64::from(code))
+}
+
+/// Counts a refused handshake (`goim_quic_handshake_refused_total{side}`) and logs it, at
+/// most one line per `REFUSED_LOG_EVERY` (with the number refused since the last line).
+fn handshake_refused(side: &'static str, peer: SocketAddr, e: &quinn::ConnectionError) {
+    if side == "incoming" && !is_tls_refusal(e) {
+        debug!(%peer, error = %e, "quic handshake failed");
+        return;
+    }
+    metrics::counter!("goim_quic_handshake_refused_total", "side" => side).increment(1);
+    static SINCE_LOG: AtomicU64 = AtomicU64::new(0);
+    static LAST_LOG: Mutex<Option<Instant>> = Mutex::new(None);
+    let count = SINCE_LOG.fetch_add(1, Ordering::Relaxed) + 1;
+    let Ok(mut last) = LAST_LOG.lock() else { return };
+    if last.is_some_and(|t| t.elapsed() < REFUSED_LOG_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    SINCE_LOG.store(0, Ordering::Relaxed);
+    warn!(%peer, side, error = %e, refused = count, "QUIC handshake refused (certificate missing or not from the cluster CA?)");
 }
 
 async fn serve_connection(this: Arc<QuicEndpoint>, conn: Connection) {

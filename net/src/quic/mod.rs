@@ -1,10 +1,12 @@
 //! The node's one QUIC endpoint (UDP, default :3119) carrying all cluster traffic. Every
 //! bi-stream opens with a `Service` byte; the endpoint routes it to the handler the node
 //! registered for that service. Outgoing connections are cached per peer address.
+mod certs;
 mod endpoint;
 mod frame;
 mod tls;
 
+pub use certs::write_cluster_certs;
 pub use endpoint::{serve_unary, BiStream, QuicEndpoint, StreamHandler};
 pub use frame::{read_frame, write_frame};
 pub use tls::{ClusterTls, SERVER_NAME};

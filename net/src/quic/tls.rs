@@ -1,13 +1,20 @@
-//! Cluster TLS for QUIC. On first start a node generates a self-signed certificate into its
-//! data dir and reuses it afterwards. Dev mode: peers accept any certificate but still check
-//! the handshake signatures (the link is encrypted, peers are not authenticated); CA-signed
-//! certificates with mutual auth belong to the security stage.
+//! Cluster TLS for QUIC, in one of two modes.
+//!
+//! - **Dev mode** (no cluster CA given): on first start a node generates a self-signed
+//!   certificate into its data dir and reuses it afterwards. Peers accept any certificate but
+//!   still check the handshake signatures (the link is encrypted, peers are not authenticated).
+//! - **Cluster mTLS** (`--cluster-ca/--cluster-cert/--cluster-key`, certificates from
+//!   `goim cluster certs`): the server requires a client certificate and both sides verify the
+//!   other's chain against the cluster CA. Peers are dialled by IP, so every node certificate
+//!   carries the one DNS name [`SERVER_NAME`] and clients verify the server against that name.
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::QuicError;
 
@@ -16,8 +23,10 @@ const ALPN: &[u8] = b"goim/1";
 pub const SERVER_NAME: &str = "goim.cluster";
 
 pub struct ClusterTls {
-    cert: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// The cluster CA (mTLS mode); None = dev mode.
+    ca: Option<Arc<RootCertStore>>,
 }
 
 impl ClusterTls {
@@ -28,12 +37,15 @@ impl ClusterTls {
         if cert_path.exists() && key_path.exists() {
             let cert = std::fs::read(&cert_path)?;
             let key = std::fs::read(&key_path)?;
-            return Ok(ClusterTls { cert: cert.into(), key: key.into() });
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+            return Ok(ClusterTls { chain: vec![cert.into()], key, ca: None });
         }
         let tls = ClusterTls::generate()?;
         std::fs::create_dir_all(dir)?;
-        std::fs::write(&key_path, tls.key.secret_pkcs8_der())?;
-        std::fs::write(&cert_path, tls.cert.as_ref())?;
+        std::fs::write(&key_path, tls.key.secret_der())?;
+        if let Some(cert) = tls.chain.first() {
+            std::fs::write(&cert_path, cert.as_ref())?;
+        }
         Ok(tls)
     }
 
@@ -42,17 +54,71 @@ impl ClusterTls {
         let ck = rcgen::generate_simple_self_signed(vec![SERVER_NAME.into()])
             .map_err(|e| QuicError::Tls(e.to_string()))?;
         Ok(ClusterTls {
-            cert: ck.cert.der().clone(),
-            key: PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()),
+            chain: vec![ck.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der())),
+            ca: None,
         })
     }
 
+    /// Cluster mTLS: the CA's PEM (one or more certificates), this node's certificate chain
+    /// PEM and its private key PEM. Checks at once that the certificate chains to the CA,
+    /// names [`SERVER_NAME`] and is valid now, so a wrong file stops the node at start.
+    pub fn from_pem_files(ca: &Path, cert: &Path, key: &Path) -> Result<ClusterTls, QuicError> {
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| QuicError::Tls(format!("reading {}: {e}", p.display())));
+        let pem_err =
+            |p: &Path, e: rustls::pki_types::pem::Error| QuicError::Tls(format!("{}: {e:?}", p.display()));
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&read(ca)?) {
+            roots
+                .add(c.map_err(|e| pem_err(ca, e))?)
+                .map_err(|e| QuicError::Tls(format!("{}: {e}", ca.display())))?;
+        }
+        if roots.is_empty() {
+            return Err(QuicError::Tls(format!("{}: no certificate in it", ca.display())));
+        }
+        let chain = CertificateDer::pem_slice_iter(&read(cert)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_err(cert, e))?;
+        let key_der = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| pem_err(key, e))?;
+        let (end, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| QuicError::Tls(format!("{}: no certificate in it", cert.display())))?;
+        let roots = Arc::new(roots);
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| QuicError::Tls(e.to_string()))?;
+        let name = ServerName::try_from(SERVER_NAME).map_err(|e| QuicError::Tls(e.to_string()))?;
+        verifier.verify_server_cert(end, intermediates, &name, &[], UnixTime::now()).map_err(|e| {
+            QuicError::Tls(format!(
+                "{} is not a cluster certificate of {}: {e}",
+                cert.display(),
+                ca.display()
+            ))
+        })?;
+        Ok(ClusterTls { chain, key: key_der, ca: Some(roots) })
+    }
+
+    /// True in cluster mTLS mode.
+    pub fn is_mutual(&self) -> bool {
+        self.ca.is_some()
+    }
+
     pub(crate) fn server_config(&self) -> Result<quinn::ServerConfig, QuicError> {
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| QuicError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(vec![self.cert.clone()], PrivateKeyDer::Pkcs8(self.key.clone_key()))
+            .map_err(|e| QuicError::Tls(e.to_string()))?;
+        let builder = match &self.ca {
+            Some(roots) => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+                    .build()
+                    .map_err(|e| QuicError::Tls(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut tls = builder
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| QuicError::Tls(e.to_string()))?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
@@ -63,10 +129,21 @@ impl ClusterTls {
     }
 
     pub(crate) fn client_config(&self) -> Result<quinn::ClientConfig, QuicError> {
-        ClusterTls::client_config_for(ALPN)
+        let Some(roots) = &self.ca else {
+            return ClusterTls::client_config_for(ALPN);
+        };
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| QuicError::Tls(e.to_string()))?
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| QuicError::Tls(e.to_string()))?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        quinn_client(tls)
     }
 
-    /// A client config offering `alpn` (tests use it to speak to a node as a stranger).
+    /// A client config offering `alpn` and no certificate, accepting any server (tests use
+    /// it to speak to a node as a stranger).
     pub fn client_config_for(alpn: &[u8]) -> Result<quinn::ClientConfig, QuicError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -75,12 +152,30 @@ impl ClusterTls {
             .with_custom_certificate_verifier(Arc::new(AnyCert(provider())))
             .with_no_client_auth();
         tls.alpn_protocols = vec![alpn.to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| QuicError::Tls(e.to_string()))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport());
-        Ok(config)
+        quinn_client(tls)
     }
+
+    /// A client config presenting this certificate while accepting any server (tests use it
+    /// to knock as a stranger holding a foreign or self-signed certificate).
+    pub fn stranger_client_config(&self) -> Result<quinn::ClientConfig, QuicError> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| QuicError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider())))
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| QuicError::Tls(e.to_string()))?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        quinn_client(tls)
+    }
+}
+
+fn quinn_client(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, QuicError> {
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| QuicError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -359,6 +359,18 @@ impl Cluster {
 
     /// As `start`, with more `goim run` flags for every process (overriding `FAST_TIMINGS`).
     pub async fn start_with(logic: usize, comets: usize, jobs: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_each(logic, comets, jobs, extra, |_| Vec::new()).await
+    }
+
+    /// As `start_with`, plus the flags `each(name)` returns for the process named `name`
+    /// (`logic1`, `comet1`, `job1`, …), e.g. its own certificate.
+    pub async fn start_each(
+        logic: usize,
+        comets: usize,
+        jobs: usize,
+        extra: &[&str],
+        each: impl Fn(&str) -> Vec<String>,
+    ) -> Cluster {
         let began = Instant::now();
         let mut c = Cluster {
             logic: (0..logic)
@@ -375,10 +387,12 @@ impl Cluster {
         let peers = c.peers();
         let logic_addrs = c.logic.iter().map(ProcNode::quic_addr).collect::<Vec<_>>().join(",");
         for n in &mut c.logic {
-            n.set_args(vec!["--peers".into(), peers.clone()], extra);
+            let own = [vec!["--peers".into(), peers.clone()], each(&n.name)].concat();
+            n.set_args(own, extra);
         }
         for n in c.comets.iter_mut().chain(c.jobs.iter_mut()) {
-            n.set_args(vec!["--logic".into(), logic_addrs.clone()], extra);
+            let own = [vec!["--logic".into(), logic_addrs.clone()], each(&n.name)].concat();
+            n.set_args(own, extra);
         }
         for n in &mut c.logic {
             n.spawn();

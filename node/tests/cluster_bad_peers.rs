@@ -12,8 +12,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::cluster::{auth_req, data_of, exclusive, join, wait_for, Cluster, ProcNode};
-use goim_net::client::Client;
+use common::cluster::{auth_req, exclusive, join, wait_for, Cluster, ProcNode};
 use goim_net::quic::{read_frame, write_frame, ClusterTls, QuicEndpoint, SERVER_NAME};
 use goim_net::rpc::logic::LogicRequest;
 use goim_net::rpc::push::PushBatch;
@@ -145,15 +144,6 @@ async fn all_healthy(c: &mut Cluster) {
     }
 }
 
-/// A room push commits (through `node`) and reaches `client`.
-async fn push_delivered(c: &Cluster, node: usize, client: &mut Client, body: &str) {
-    let url = format!("{}/goim/push/room?operation=1000&type=live&room=1", c.logic[node].url());
-    let reply = c.http.post(&url).body(body.to_string()).send().await.expect("push").json().await.ok();
-    assert!(data_of(reply.clone()).is_some(), "push through logic{}: {reply:?}", node + 1);
-    let p = client.recv_timeout(Duration::from_secs(10)).await;
-    assert!(matches!(&p, Ok(Some(p)) if p.body == body.as_bytes()), "{body} delivered, got {p:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_vanishing_peers_are_counted_and_harmless() {
     let _one_cluster_at_a_time = exclusive().await;
@@ -163,7 +153,7 @@ async fn garbage_and_vanishing_peers_are_counted_and_harmless() {
         (c.online_room(0, "1").await? == 1).then_some(())
     })
     .await;
-    push_delivered(&c, 0, &mut client, "before").await;
+    c.push_delivered(0, &mut client, "before").await;
 
     // The leader is the target: it is the node whose trouble would hurt most.
     let target = c.wait_leader(Duration::from_secs(10)).await;
@@ -222,7 +212,7 @@ async fn garbage_and_vanishing_peers_are_counted_and_harmless() {
 
     // Nothing crashed, the cluster still works.
     all_healthy(&mut c).await;
-    push_delivered(&c, target, &mut client, "after the garbage").await;
+    c.push_delivered(target, &mut client, "after the garbage").await;
     // Once the vanished peers' connections have timed out too (QUIC idle timeout 5 s).
     let settle = Instant::now() + Duration::from_secs(6);
     while Instant::now() < settle {
@@ -230,7 +220,7 @@ async fn garbage_and_vanishing_peers_are_counted_and_harmless() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     all_healthy(&mut c).await;
-    push_delivered(&c, (target + 1) % 3, &mut client, "after the vanished peers").await;
+    c.push_delivered((target + 1) % 3, &mut client, "after the vanished peers").await;
     let log = c.logic[target].log();
     assert!(!log.contains("panicked"), "no panic in the target's log");
     c.assert_all_alive();

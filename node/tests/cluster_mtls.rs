@@ -10,8 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::cluster::{auth_req, data_of, exclusive, join, wait_for, Cluster};
-use goim_net::client::Client;
+use common::cluster::{auth_req, exclusive, join, wait_for, Cluster};
 use goim_net::quic::{ClusterTls, SERVER_NAME};
 use goim_net::rpc::Service;
 
@@ -67,14 +66,6 @@ async fn knock(to: SocketAddr, config: quinn::ClientConfig) -> Result<(), String
     result
 }
 
-async fn push_delivered(c: &Cluster, node: usize, client: &mut Client, body: &str) {
-    let url = format!("{}/goim/push/room?operation=1000&type=live&room=1", c.logic[node].url());
-    let reply = c.http.post(&url).body(body.to_string()).send().await.expect("push").json().await.ok();
-    assert!(data_of(reply.clone()).is_some(), "push through logic{}: {reply:?}", node + 1);
-    let p = client.recv_timeout(Duration::from_secs(10)).await;
-    assert!(matches!(&p, Ok(Some(p)) if p.body == body.as_bytes()), "{body} delivered, got {p:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_forms_with_ca_certs_and_strangers_are_refused() {
     let _one_cluster_at_a_time = exclusive().await;
@@ -102,7 +93,7 @@ async fn cluster_forms_with_ca_certs_and_strangers_are_refused() {
         (c.online_room(0, "1").await? == 1).then_some(())
     })
     .await;
-    push_delivered(&c, 0, &mut client, "over mTLS").await;
+    c.push_delivered(0, &mut client, "over mTLS").await;
 
     let target = c.wait_leader(Duration::from_secs(10)).await;
     let to = c.logic[target].quic;
@@ -136,6 +127,6 @@ async fn cluster_forms_with_ca_certs_and_strangers_are_refused() {
     assert!(c.logic[target].log().contains("QUIC handshake refused"), "the refusal is logged");
 
     // The cluster is unharmed.
-    push_delivered(&c, (target + 1) % 3, &mut client, "after the strangers").await;
+    c.push_delivered((target + 1) % 3, &mut client, "after the strangers").await;
     c.assert_all_alive();
 }

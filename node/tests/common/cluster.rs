@@ -996,6 +996,17 @@ pub fn median_max_ms(samples: &[Duration]) -> (u128, u128) {
 // Growing the group (membership tests).
 
 impl Cluster {
+    /// A room push (to room `live://1`) commits through logic `node` and reaches `client`.
+    pub async fn push_delivered(&self, node: usize, client: &mut Client, body: &str) {
+        let url = format!("{}/goim/push/room?operation=1000&type=live&room=1", self.logic[node].url());
+        let reply = self.http.post(&url).body(body.to_string()).send().await.expect("push").json().await.ok();
+        assert!(data_of(reply.clone()).is_some(), "push through logic{}: {reply:?}", node + 1);
+        let p = client.recv_timeout(Duration::from_secs(10)).await;
+        assert!(matches!(&p, Ok(Some(p)) if p.body == body.as_bytes()), "{body} delivered, got {p:?}");
+    }
+}
+
+impl Cluster {
     /// Starts logic node `id` on a fresh address, outside the initial voters: it waits to
     /// be added (`goim cluster add`). Returns its index in `logic`.
     pub fn spawn_joining_logic(&mut self, id: u64, extra: &[&str]) -> usize {

@@ -174,6 +174,9 @@ impl Topology {
                 flag("roles", "logic".into());
                 flag("peers", ids.initial_peers.clone());
                 drop(ids);
+                // Logic expires a comet 10 s after its last report (comets report every 2 s),
+                // so a killed comet's sessions leave the tables within a run.
+                flag("comet-ttl-ms", "10000".into());
                 argv.extend(self.logic_flags.iter().cloned());
             }
             Role::Comet => {
@@ -181,18 +184,12 @@ impl Topology {
                 flag("logic", logic_addrs);
                 flag("tcp-addr", format!("{ip}:{TCP_PORT}"));
                 flag("ws-addr", format!("{ip}:{WS_PORT}"));
-                // Comets report every 2 s and expire after 10 s without a report, so a
-                // killed comet's sessions leave the tables within the test.
                 flag("renew-interval-ms", "2000".into());
             }
             Role::Job => {
                 flag("roles", "job".into());
                 flag("logic", logic_addrs);
             }
-        }
-        if self.role(host) == Role::Logic {
-            argv.push("--comet-ttl-ms".into());
-            argv.push("10000".into());
         }
         Spec {
             name: host.to_string(),

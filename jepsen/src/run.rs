@@ -69,7 +69,6 @@ pub async fn test(opts: Opts) -> anyhow::Result<bool> {
     procs.kill_all().await;
     net.teardown();
     if outcome.is_ok() && !opts.keep_data {
-        let _ = std::fs::remove_dir_all(results.join("nodes").join("data"));
         for h in &names {
             let _ = std::fs::remove_dir_all(results.join("nodes").join(h).join("data"));
         }
@@ -126,7 +125,7 @@ async fn run(opts: &Opts, results: PathBuf, net: Arc<Network>, procs: Arc<Procs>
             Started::Pending => bail!("{host} not healthy after 60 s"),
         }
     }
-    wait_comets_registered(&api, &topo, Duration::from_secs(30)).await?;
+    wait_comets_registered(&topo, Duration::from_secs(30)).await?;
     history.log(What::Note { text: "cluster up".into() });
 
     let rooms: Vec<String> = (1..=opts.rooms).map(|i| format!("live://{i}")).collect();
@@ -197,7 +196,7 @@ async fn run(opts: &Opts, results: PathBuf, net: Arc<Network>, procs: Arc<Procs>
     stop_progress.store(true, Ordering::Relaxed);
     let _ = progress.await;
 
-    let state = final_state(&api, &topo, &ctx).await;
+    let state = final_state(&api, &topo).await;
     cluster::save_replicas(&results, &state)?;
     let events = history.snapshot();
     let summary = checker::check(&events, &state);
@@ -207,7 +206,7 @@ async fn run(opts: &Opts, results: PathBuf, net: Arc<Network>, procs: Arc<Procs>
 }
 
 /// Every comet is listed by logic before clients look for one.
-async fn wait_comets_registered(api: &Api, topo: &Topology, wait: Duration) -> anyhow::Result<()> {
+async fn wait_comets_registered(topo: &Topology, wait: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + wait;
     let http = topo.http(&topo.logic[0]);
     loop {
@@ -225,7 +224,6 @@ async fn wait_comets_registered(api: &Api, topo: &Topology, wait: Duration) -> a
         if tokio::time::Instant::now() >= deadline {
             bail!("only {n} of {} comets registered after {wait:?}", topo.comets.len());
         }
-        let _ = api;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -285,7 +283,7 @@ async fn converge(api: &Api, topo: &Topology, ctx: &Ctx, wait: Duration) -> bool
     }
 }
 
-async fn final_state(api: &Api, topo: &Topology, _ctx: &Ctx) -> FinalState {
+async fn final_state(api: &Api, topo: &Topology) -> FinalState {
     let mut replicas = Vec::new();
     for h in voter_hosts(api, topo).await {
         replicas.push(api.replica(&h, &topo.http(&h)).await);

@@ -79,8 +79,11 @@ class GoimClient {
       const res = await fetch(this.nodesUrl, { signal: AbortSignal.timeout(3000) });
       const reply = await res.json();
       const scheme = new URL(this.fallbackUrl).protocol;
+      // Over WSS every comet listens on the cluster's wss_port (goim's convention).
+      const wssPort = scheme === "wss:" && reply.data && reply.data.wss_port;
       return ((reply.data && reply.data.addrs) || []).map((a) => a.ws).filter(Boolean).map((ws) => {
-        const [, host, port] = ws.match(/^(.*):(\d+)$/) || [null, ws, ""];
+        const [, host, wsPort] = ws.match(/^(.*):(\d+)$/) || [null, ws, ""];
+        const port = wssPort || wsPort;
         const h = ["", "0.0.0.0", "[::]"].includes(host) ? location.hostname : host;
         return `${scheme}//${h}${port ? ":" + port : ""}/sub`;
       });

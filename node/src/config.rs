@@ -50,6 +50,17 @@ settings! {
     tcp_addr: SocketAddr = ([127, 0, 0, 1], 3101).into(), "GOIM_TCP_ADDR";
     /// goim WebSocket client port (path /sub).
     ws_addr: SocketAddr = ([127, 0, 0, 1], 3102).into(), "GOIM_WS_ADDR";
+    /// goim WebSocket-over-TLS client port (path /sub): served only with `--tls-cert`.
+    wss_addr: SocketAddr = ([127, 0, 0, 1], 3103).into(), "GOIM_WSS_ADDR";
+    /// HTTPS API port (the same API, /health, /metrics and demo as `--http-addr`): served
+    /// only with `--tls-cert`.
+    https_addr: SocketAddr = ([127, 0, 0, 1], 3113).into(), "GOIM_HTTPS_ADDR";
+    /// TLS for clients and the API: the certificate chain (PEM, leaf first). With
+    /// `--tls-key` (both or neither) the node also serves WSS on `--wss-addr` and HTTPS
+    /// on `--https-addr`; the plain listeners stay.
+    tls_cert: PathBuf = PathBuf::new(), "GOIM_TLS_CERT";
+    /// TLS for clients and the API: the private key of `--tls-cert` (PEM).
+    tls_key: PathBuf = PathBuf::new(), "GOIM_TLS_KEY";
     /// The node's QUIC endpoint for all cluster traffic.
     quic_addr: SocketAddr = ([127, 0, 0, 1], 3119).into(), "GOIM_QUIC_ADDR";
     /// Initial logic voters: 1=HOST:PORT,2=HOST:PORT,… (QUIC addresses). Empty = this node alone.
@@ -225,6 +236,9 @@ impl Config {
         if given != 0 && given != 3 {
             bail!("--cluster-ca, --cluster-cert and --cluster-key go together: give all three or none");
         }
+        if self.tls_cert.as_os_str().is_empty() != self.tls_key.as_os_str().is_empty() {
+            bail!("--tls-cert and --tls-key go together: give both or neither");
+        }
         if self.max_body == 0 || self.max_body > (1 << 24) {
             bail!("max_body must be in 1..=16MiB");
         }
@@ -263,6 +277,11 @@ impl Config {
     /// True when the cluster mTLS files are configured (validated: all three or none).
     pub fn cluster_mtls(&self) -> bool {
         !self.cluster_ca.as_os_str().is_empty()
+    }
+
+    /// True when client TLS is configured (validated: cert and key both given).
+    pub fn client_tls(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty()
     }
 
     pub fn has(&self, role: Role) -> bool {

@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::listen::{self, Refuser};
 use crate::rate::LogEvery;
+use crate::tls::ClientTls;
 
 /// How long connections get to finish their requests once the node shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -61,7 +62,16 @@ pub struct HttpLimits {
 
 /// Serves `app` on `listener` until `shutdown`, then waits for the open connections to
 /// finish (each gets `SHUTDOWN_GRACE`).
-pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutdown: CancellationToken) {
+/// With `tls` every connection is HTTPS: its handshake must complete within the header
+/// timeout, and a failed one is counted and closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    tls: Option<ClientTls>,
+    shutdown: CancellationToken,
+) {
+    let label = if tls.is_some() { "https" } else { "http" };
     let app =
         app.layer(middleware::from_fn_with_state(limits, bound_body)).layer(DefaultBodyLimit::disable());
     let slots = Arc::new(Semaphore::new(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
@@ -70,15 +80,19 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
     let refusals_log = LogEvery::new(listen::LOG_INTERVAL);
     let accepting = shutdown.clone();
     let tasks = tracker.clone();
-    listen::accept_loop(listener, "http", accepting, move |stream, peer| {
+    listen::accept_loop(listener, label, accepting, move |stream, peer| {
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
-                tasks.spawn(serve_conn(stream, app.clone(), limits, shutdown.clone(), slot));
+                tasks.spawn(serve_conn(stream, app.clone(), limits, tls.clone(), shutdown.clone(), slot));
             }
             Err(_) => {
                 metrics::counter!("goim_http_refused_total", "reason" => "max_connections").increment(1);
-                listen::note_refusal(&refusals_log, "http", "max_connections", peer);
-                refuser.refuse(stream, too_many_connections());
+                listen::note_refusal(&refusals_log, label, "max_connections", peer);
+                match &tls {
+                    // A TLS client cannot read a plain answer: closed without a word.
+                    Some(_) => drop(stream),
+                    None => refuser.refuse(stream, too_many_connections()),
+                }
             }
         }
     })
@@ -100,13 +114,37 @@ async fn serve_conn(
     stream: TcpStream,
     app: Router,
     limits: HttpLimits,
+    tls: Option<ClientTls>,
     shutdown: CancellationToken,
     slot: OwnedSemaphorePermit,
 ) {
     metrics::gauge!("goim_http_connections").increment(1.0);
     let _ = stream.set_nodelay(true);
     let progress = Arc::new(Progress::new());
-    let io = TokioIo::new(Watched { inner: stream, progress: progress.clone() });
+    let watched = Watched { inner: stream, progress: progress.clone() };
+    match tls {
+        None => serve_http(watched, app, limits, &shutdown, &progress).await,
+        Some(tls) => {
+            if let Some(secured) = tls.accept(watched, "https", limits.header_timeout, &shutdown).await {
+                serve_http(secured, app, limits, &shutdown, &progress).await;
+            }
+        }
+    }
+    metrics::gauge!("goim_http_connections").decrement(1.0);
+    drop(slot);
+}
+
+/// Serves HTTP/1.1 requests on `io` until the connection ends, times out or the node stops.
+async fn serve_http<S>(
+    io: S,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: &CancellationToken,
+    progress: &Progress,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     let conn = builder.serve_connection(io, TowerToHyperService::new(app));
@@ -141,8 +179,6 @@ async fn serve_conn(
             }
         }
     }
-    metrics::gauge!("goim_http_connections").decrement(1.0);
-    drop(slot);
 }
 
 /// The `from_fn` middleware reading every request body in full, within the size and time

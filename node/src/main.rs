@@ -1,6 +1,6 @@
 //! `goim`: one binary for every role (comet, logic, job) and the client subcommands.
 //! With no arguments it runs a one-node cluster with every role on loopback. The command
-//! line is DESIGN.md §7.
+//! line is docs/OPERATIONS.md §2.
 mod auth;
 mod cli;
 mod clock;
@@ -14,6 +14,7 @@ mod logic;
 mod node;
 mod rate;
 mod shutdown;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -182,7 +183,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     auth::log_posture(&cfg);
-    // Only ring is compiled in; installing it makes that explicit (see STACK.md).
+    // Only ring is compiled in (rustls and quinn features, Cargo.toml); installing it makes
+    // that explicit.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
     let cfg_copy = cfg.clone();

@@ -20,6 +20,7 @@ use crate::job::{self, JobConfig};
 use crate::listen;
 use crate::logic::Logic;
 use crate::rate::Rate;
+use crate::tls::ClientTls;
 
 /// One attempt of a comet/job call to a logic node; past it the next node is tried (a
 /// dead node is not noticed sooner: its QUIC connection only idles out after 5 s).
@@ -31,6 +32,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Read the token key first: a bad key file stops the node before anything starts.
     let client_auth = crate::auth::ClientAuth::from_config(&cfg).context("client auth")?;
+    let client_tls = if cfg.client_tls() {
+        let tls = ClientTls::from_pem_files(&cfg.tls_cert, &cfg.tls_key)
+            .context("client TLS (--tls-cert/--tls-key)")?;
+        info!(cert = %cfg.tls_cert.display(), wss = %cfg.wss_addr, https = %cfg.https_addr, "TLS for clients and the API");
+        Some(tls)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let tls = if cfg.cluster_mtls() {
         let tls = ClusterTls::from_pem_files(&cfg.cluster_ca, &cfg.cluster_cert, &cfg.cluster_key)
@@ -71,6 +80,7 @@ pub async fn run(
             id: format!("comet-{}", cfg.quic_addr),
             tcp_addr: cfg.tcp_addr,
             ws_addr: cfg.ws_addr,
+            wss: client_tls.clone().map(|tls| (cfg.wss_addr, tls)),
             advertise_tcp: advertise(&cfg.advertise_tcp, cfg.tcp_addr),
             advertise_ws: advertise(&cfg.advertise_ws, cfg.ws_addr),
             advertise_quic: cfg.quic_addr.to_string(),
@@ -106,10 +116,21 @@ pub async fn run(
     });
 
     let app = http::router(Health { roles: cfg.roles.clone(), logic: logic.clone() }, prometheus);
+    let limits = http_limits(&cfg);
     let listener = listen::bind(cfg.http_addr, cfg.listen_backlog)
         .with_context(|| format!("binding HTTP {}", cfg.http_addr))?;
     info!(node = cfg.node_id, roles = %cfg.roles, http = %cfg.http_addr, tcp = %cfg.tcp_addr, ws = %cfg.ws_addr, quic = %cfg.quic_addr, "goim node started");
-    let server = tokio::spawn(crate::http_server::serve(listener, app, http_limits(&cfg), shutdown.clone()));
+    let secure = match client_tls {
+        Some(tls) => {
+            let listener = listen::bind(cfg.https_addr, cfg.listen_backlog)
+                .with_context(|| format!("binding HTTPS {}", cfg.https_addr))?;
+            let serving =
+                crate::http_server::serve(listener, app.clone(), limits, Some(tls), shutdown.clone());
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
+    let server = tokio::spawn(crate::http_server::serve(listener, app, limits, None, shutdown.clone()));
 
     crate::shutdown::signalled().await;
     info!("shutting down");
@@ -118,6 +139,9 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), job).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+    if let Some(secure) = secure {
+        let _ = tokio::time::timeout(Duration::from_secs(1), secure).await;
+    }
     if let Some(logic) = logic {
         logic.cluster.shutdown().await;
     }

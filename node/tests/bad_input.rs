@@ -1,6 +1,6 @@
-//! Acceptance 3 of [core]: malformed frames, junk, silence and bad HTTP requests each get a
-//! clean close or goim's error reply, are counted, and the node keeps serving a well-behaved
-//! client connected the whole time.
+//! Hostile input does not hurt a node: malformed frames, junk, silence and bad HTTP requests
+//! each get a clean close or goim's error reply, are counted, and the node keeps serving a
+//! well-behaved client connected the whole time.
 mod common;
 
 use std::time::Duration;

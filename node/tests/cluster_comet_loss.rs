@@ -1,10 +1,7 @@
-//! Acceptance 4 of [cluster], every node its own process on its own 127.0.0.N (3 logic + 2
-//! comet + 1 job processes): a comet is `kill -9`'d. Its sessions expire from the session
-//! table (a mid push for its clients no longer targets it), it disappears from
-//! `/goim/nodes/weighted`, and the online counts (`/goim/online/room`, `/goim/online/total`,
-//! on every logic node) fall to the surviving comet's clients. Its clients notice, pick the
-//! comet `/goim/nodes/weighted` lists, reconnect there with their keys, are counted again and
-//! receive room, mid and key pushes.
+//! Losing a comet (`kill -9`; separate processes: 3 logic, 2 comet, 1 job): its sessions expire
+//! (mid pushes stop naming it), it leaves `/goim/nodes/weighted`, online counts on every logic
+//! node fall to the survivor's clients; its clients reconnect there with their keys, are counted
+//! again and receive room, mid and key pushes.
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,10 +1,7 @@
-//! Acceptance 1 of [cluster], every node its own process on its own 127.0.0.N: 3 logic + 2
-//! comet + 2 job processes. TCP and WebSocket clients on both comets in room live://1 each
-//! receive every room push (200, sent concurrently by several pushers to different logic
-//! nodes) exactly once and in room_seq order (header seq +1 each time, the seq the push's
-//! reply named); key and mid pushes reach exactly the clients they name, on the comet each
-//! is connected to; the room's online count is cluster-wide (both comets) in heartbeat
-//! replies and in `/goim/online/*` on every logic node.
+//! Fan-out across a cluster (3 logic, 2 comet, 2 job processes): TCP and WebSocket clients on
+//! both comets get every room push (200, from pushers on different logic nodes) exactly once, in
+//! room_seq order; key and mid pushes reach exactly the clients they name; room online counts are
+//! cluster-wide in heartbeat replies and in `/goim/online/*` on every logic node.
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

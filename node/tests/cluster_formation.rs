@@ -1,4 +1,4 @@
-//! [cluster] formation: voters started in any order (the initializing lowest id last) form
+//! Cluster formation: voters started in any order (the initializing lowest id last) form
 //! one cluster by themselves; after all of them are killed and restarted (in another
 //! order) it is the same cluster with the same log, initialized exactly once.
 mod common;

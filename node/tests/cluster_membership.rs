@@ -1,6 +1,6 @@
-//! [cluster] acceptance 5: the voters go 3 → 5 → 3 (`goim cluster add` / `remove`, the
-//! leader among the removed) while pushes flow; no acknowledged push is lost, and the client
-//! sees each exactly once in room order.
+//! Online membership change loses nothing: the voters go 3 → 5 → 3 (`goim cluster add` /
+//! `remove`, the leader among the removed) while pushes flow; no acknowledged push is lost, and
+//! the client sees each exactly once in room order.
 mod common;
 
 use std::time::Duration;

@@ -1,8 +1,7 @@
-//! Cluster mTLS (issue 9): with certificates from `goim cluster certs`, a cluster of separate
-//! processes (3 logic + 1 comet + 1 job, each with its own node certificate) forms, commits a
-//! push and delivers it; a QUIC peer presenting a certificate from a foreign CA, a
-//! self-signed one, or none at all cannot make an RPC, and the target counts each refusal in
-//! `goim_quic_handshake_refused_total`. A peer holding a cluster certificate can (control).
+//! Cluster mTLS: with certificates from `goim cluster certs`, a cluster of separate processes
+//! (3 logic, 1 comet, 1 job, each with its own certificate) forms and delivers a push; a QUIC
+//! peer with a foreign CA's certificate, a self-signed one or none cannot make an RPC and is
+//! counted in `goim_quic_handshake_refused_total`; one with a cluster certificate can (control).
 mod common;
 
 use std::net::SocketAddr;

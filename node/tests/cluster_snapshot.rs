@@ -1,4 +1,4 @@
-//! [cluster] acceptance 6: a follower that was down while 100,000 pushes were committed
+//! Catching up by snapshot: a follower that was down while 100,000 pushes were committed
 //! comes back after the leader purged that part of its log, so it can only catch up by
 //! installing a snapshot; it then holds the same push log as the leader.
 mod common;

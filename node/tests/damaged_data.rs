@@ -1,8 +1,7 @@
-//! [jepsen] item `corrupt`: a single-node `goim` whose sled files were damaged while it was
-//! stopped (flipped bytes, a truncated file) refuses to start: it exits with code 3 within a
-//! few seconds, its stderr names the damaged file, and sled never panics on the way. (Damage
-//! that happens to hit only unused parts of the file is harmless and may start; the storage
-//! crate's tests cover that case: the data is then identical. Here every damage hits live data.)
+//! Damaged data is refused, never served: a single-node `goim` whose sled files were damaged
+//! while it was stopped (flipped bytes, a truncated file) exits with code 3 within seconds, its
+//! stderr naming the file, and sled never panics. (Damage to unused parts of a file is harmless
+//! and may start; the storage crate's tests cover that. Here every damage hits live data.)
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Acceptance 4 of [core]: room pushes stream in while the node is `kill -9`'d; after a
+//! Acknowledged means durable: room pushes stream in while the node is `kill -9`'d; after a
 //! restart on the same data dir every push that got `code:0` is in `goim log tail`, in
 //! order, with no gaps in seq.
 mod common;

@@ -1,8 +1,7 @@
-//! Acceptance 1 and 2 of [core], against the real binary: TCP and WebSocket clients in one
-//! room receive key, mid, room and broadcast pushes exactly once with the right op and body
-//! (TCP as inner packets, WS as op-9 frames), `accepts` filtering, seqs in the HTTP reply,
-//! heartbeat online counts, `/goim/online/*`, and counts falling on leave and on a silent
-//! client's expiry.
+//! Pushes end to end on one node (the real binary): TCP and WebSocket clients in one room get
+//! key, mid, room and broadcast pushes exactly once with the right op and body (TCP as inner
+//! packets, WS as op-9 frames), `accepts` filtering, seqs in the HTTP reply, heartbeat online
+//! counts, `/goim/online/*`, and counts falling on leave and on a silent client's expiry.
 mod common;
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! [recovery] acceptance: a client that comes back after missing room pushes gets exactly
+//! Recovery without a gap: a client that comes back after missing room pushes gets exactly
 //! what it missed, then live ones, with no gap and no duplicate at the seam, on whichever
 //! comet it comes back to; a gap beyond retention says `recovered:false` and carries on
 //! live. Every node is its own process (the `common::cluster` harness).

@@ -1,8 +1,7 @@
-//! [security] client and API auth through the real binary: with `--auth jwt` forged,
-//! expired, wrong-room, wrong-key and wrong-mid tokens are refused (an error body, then a
-//! close) at auth and on room change, a valid token (also one from `goim token`) is
-//! served; in both auth modes a key held by one mid cannot be taken by another; with
-//! `--api-token` the push and cluster routes (and the CLI) need the bearer token.
+//! Client and API auth (the real binary): with `--auth jwt`, forged, expired, wrong-room,
+//! wrong-key and wrong-mid tokens are refused (an error body, then a close) at auth and on room
+//! change, a valid one (also from `goim token`) is served; in both modes a key held by one mid
+//! cannot be taken by another; with `--api-token` the push and cluster routes (and CLI) need it.
 mod common;
 
 use std::process::Command;

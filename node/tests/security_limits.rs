@@ -1,9 +1,7 @@
-//! [security] "Bounded everything", against the real binary: a WebSocket ping flood is
-//! closed and the node's memory stays flat; idle and dripping HTTP connections are cut by
-//! the header timeout while /health answers; the HTTP connection cap answers 503; the
-//! comet's per-process and per-address connection caps, connection and auth rate per
-//! address refuse with a clear error, counted, while other addresses are still served;
-//! oversize keys, room ids and push target lists are refused; op 4 is rate limited.
+//! Every client-facing resource is bounded (the real binary): a WebSocket ping flood is closed,
+//! memory flat; idle and dripping HTTP connections are cut while /health answers; HTTP and comet
+//! connection caps and per-address connection and auth rates refuse, counted, while other
+//! addresses are served; oversize keys, room ids and target lists are refused; op 4 rate-limited.
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -1,4 +1,4 @@
-//! [core] session behaviour through the real binary: a key reconnecting replaces the older
+//! Session operations through the real binary: a key reconnecting replaces the older
 //! connection, change room (op 12) moves pushes and counts, sub/unsub (14/16) change what a
 //! connection accepts, op 4 is routed to the sender's room (chat mode), SIGTERM drains.
 mod common;

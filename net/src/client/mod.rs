@@ -25,7 +25,7 @@ pub const CLIENT_MAX_BODY: usize = 1 << 20;
 /// How long `auth`, `heartbeat` and `request` wait for their reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The op-7 auth body (PROTOCOL.md section 3).
+/// The op-7 auth body (docs/PROTOCOL.md §3.2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuthRequest {
     pub mid: i64,

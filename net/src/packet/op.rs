@@ -1,4 +1,4 @@
-//! The goim v2 operation codes (PROTOCOL.md section 1). Requests are even, their replies
+//! The goim v2 operation codes (docs/PROTOCOL.md §1). Requests are even, their replies
 //! are the next odd number; application ops (>= 1000 by convention) are the pusher's.
 
 pub const HANDSHAKE: i32 = 0;

@@ -128,9 +128,14 @@ impl ClientAuth {
 pub fn log_posture(cfg: &Config) {
     let api = if cfg.api_token.trim().is_empty() { "open" } else { "bearer token" };
     let comet = cfg.has(Role::Comet);
-    let clients: Vec<SocketAddr> =
-        [cfg.tcp_addr, cfg.ws_addr].into_iter().filter(|a| comet && !a.ip().is_loopback()).collect();
-    let http_exposed = !cfg.http_addr.ip().is_loopback();
+    let tls = cfg.client_tls();
+    let clients: Vec<SocketAddr> = [Some(cfg.tcp_addr), Some(cfg.ws_addr), tls.then_some(cfg.wss_addr)]
+        .into_iter()
+        .flatten()
+        .filter(|a| comet && !a.ip().is_loopback())
+        .collect();
+    let https_exposed = tls && !cfg.https_addr.ip().is_loopback();
+    let http_exposed = !cfg.http_addr.ip().is_loopback() || https_exposed;
     if clients.is_empty() && !http_exposed {
         match cfg.auth.as_str() {
             "none" => tracing::info!(
@@ -154,6 +159,7 @@ pub fn log_posture(cfg: &Config) {
     if http_exposed && api == "open" {
         tracing::warn!(
             http = %cfg.http_addr,
+            https = %if tls { cfg.https_addr.to_string() } else { "off".into() },
             "the push and cluster API is open (no --api-token) on a non-loopback address"
         );
     }

@@ -1,4 +1,4 @@
-//! The comet role (DESIGN.md §2 Comet): client-facing gateway. It accepts goim clients on
+//! The comet role (docs/ARCHITECTURE.md §9): client-facing gateway. It accepts goim clients on
 //! TCP and WebSocket, authenticates them through logic, keeps their channels in sharded
 //! buckets, and delivers the push batches jobs stream to it over QUIC.
 //!
@@ -32,12 +32,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use goim_net::quic::QuicEndpoint;
 use goim_net::rpc::Service;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClientAuth;
 use crate::listen::{self, Refuser};
 use crate::rate::LogEvery;
+use crate::tls::ClientTls;
 use admission::{Admission, Admitted, ClientLimits, Refused};
 use bucket::Bucket;
 use channel::{Channel, QueuePolicy};
@@ -72,6 +73,9 @@ pub struct CometConfig {
     pub tcp_addr: SocketAddr,
     /// WebSocket listen address; clients connect to path `/sub`.
     pub ws_addr: SocketAddr,
+    /// WebSocket over TLS (WSS, path `/sub`): its listen address and certificate, when
+    /// the node has one.
+    pub wss: Option<(SocketAddr, ClientTls)>,
     /// Addresses as clients should dial them (registered with logic).
     pub advertise_tcp: String,
     pub advertise_ws: String,
@@ -112,6 +116,7 @@ impl Default for CometConfig {
             id: format!("comet-{tcp_addr}"),
             tcp_addr,
             ws_addr,
+            wss: None,
             advertise_tcp: tcp_addr.to_string(),
             advertise_ws: ws_addr.to_string(),
             advertise_quic: "127.0.0.1:3119".into(),
@@ -144,13 +149,14 @@ pub struct Comet {
     next_conn: AtomicU64,
     tcp_addr: SocketAddr,
     ws_addr: SocketAddr,
+    wss_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     admission: Arc<Admission>,
     refuser: Refuser,
     refusals_log: LogEvery,
 }
 
-/// Binds the TCP and WS listeners, registers the `Service::Push` handler on `endpoint`,
+/// Binds the TCP, WS (and WSS) listeners, registers the `Service::Push` handler on `endpoint`,
 /// starts the renew loop. RPCs go to the first of `logic` and fail over to the next. When
 /// `shutdown` is cancelled the comet stops accepting and closes every connection.
 pub async fn start(
@@ -163,6 +169,13 @@ pub async fn start(
         .with_context(|| format!("comet: bind tcp {}", cfg.tcp_addr))?;
     let ws = listen::bind(cfg.ws_addr, cfg.listen_backlog)
         .with_context(|| format!("comet: bind websocket {}", cfg.ws_addr))?;
+    let wss = match &cfg.wss {
+        Some((addr, _)) => Some(
+            listen::bind(*addr, cfg.listen_backlog)
+                .with_context(|| format!("comet: bind secure websocket {addr}"))?,
+        ),
+        None => None,
+    };
     let comet = Arc::new(Comet {
         buckets: (0..cfg.buckets.max(1)).map(|_| Bucket::default()).collect(),
         logic: LogicClient::new(endpoint.clone(), logic, cfg.rpc_timeout),
@@ -171,6 +184,7 @@ pub async fn start(
         next_conn: AtomicU64::new(first_conn_id()),
         tcp_addr: tcp.local_addr()?,
         ws_addr: ws.local_addr()?,
+        wss_addr: wss.as_ref().map(TcpListener::local_addr).transpose()?,
         shutdown,
         admission: Admission::new(cfg.limits),
         refuser: Refuser::default(),
@@ -180,10 +194,14 @@ pub async fn start(
     endpoint.register(Service::Push, Arc::new(PushHandler::new(&comet)));
     tokio::spawn(accept(comet.clone(), tcp, Transport::Tcp));
     tokio::spawn(accept(comet.clone(), ws, Transport::Ws));
+    if let Some(wss) = wss {
+        tokio::spawn(accept(comet.clone(), wss, Transport::Wss));
+    }
     tokio::spawn(online::renew_loop(comet.clone()));
     let (tcp_addr, ws_addr) = comet.local_addrs();
     let max_connections = comet.cfg.limits.max_connections;
-    tracing::info!(id = %comet.cfg.id, tcp = %tcp_addr, ws = %ws_addr, max_connections, "comet started");
+    let wss = comet.wss_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+    tracing::info!(id = %comet.cfg.id, tcp = %tcp_addr, ws = %ws_addr, %wss, max_connections, "comet started");
     Ok(comet)
 }
 
@@ -192,6 +210,8 @@ pub async fn start(
 pub enum Transport {
     Tcp,
     Ws,
+    /// WebSocket over TLS.
+    Wss,
 }
 
 impl Transport {
@@ -200,17 +220,19 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Ws => "ws",
+            Transport::Wss => "wss",
         }
     }
 }
 
-/// One accept loop for both transports: every connection passes the comet's admission
+/// One accept loop for every transport: every connection passes the comet's admission
 /// (connections per process and per address, connection rate per address) or is refused
 /// with a last word in its transport's terms, counted and logged at most once per interval.
 async fn accept(comet: Arc<Comet>, listener: tokio::net::TcpListener, transport: Transport) {
     let name = match transport {
         Transport::Tcp => "comet_tcp",
         Transport::Ws => "comet_ws",
+        Transport::Wss => "comet_wss",
     };
     let shutdown = comet.shutdown.clone();
     let admitting = comet.clone();
@@ -270,17 +292,22 @@ impl Comet {
         match admitted {
             Ok(admitted) => match transport {
                 Transport::Tcp => tcp::serve(self.clone(), stream, peer, admitted),
-                Transport::Ws => ws::serve(self.clone(), stream, peer, admitted),
+                Transport::Ws => ws::serve(self.clone(), stream, peer, admitted, None),
+                Transport::Wss => {
+                    let tls = self.cfg.wss.as_ref().map(|(_, tls)| tls.clone());
+                    ws::serve(self.clone(), stream, peer, admitted, tls)
+                }
             },
             Err(refused) => {
                 metrics::counter!("goim_comet_refused_total", "transport" => transport.label(), "reason" => refused.label())
                     .increment(1);
                 listen::note_refusal(&self.refusals_log, transport.label(), refused.label(), peer);
-                let last_word = match transport {
-                    Transport::Tcp => tcp::refusal(refused),
-                    Transport::Ws => ws::refusal(refused),
-                };
-                self.refuser.refuse(stream, last_word);
+                match transport {
+                    Transport::Tcp => self.refuser.refuse(stream, tcp::refusal(refused)),
+                    Transport::Ws => self.refuser.refuse(stream, ws::refusal(refused)),
+                    // A TLS client cannot read a plain answer: closed without a word.
+                    Transport::Wss => drop(stream),
+                }
             }
         }
     }

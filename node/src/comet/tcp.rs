@@ -35,8 +35,8 @@ pub fn serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAddr, admitted: A
     });
 }
 
-/// What a refused TCP client reads: an op-8 reply with `{"error":"…"}` (PROTOCOL.md §3,
-/// a refused auth), before the connection closes.
+/// What a refused TCP client reads: an op-8 reply with `{"error":"…"}` (docs/PROTOCOL.md §2,
+/// shaped as a refused auth), before the connection closes.
 pub fn refusal(refused: Refused) -> Bytes {
     Packet::new(op::AUTH_REPLY, 0, conn::error_body(refused.message())).to_bytes()
 }

@@ -1,6 +1,6 @@
 //! The per-connection writer task: waits for the channel's queue, then drains everything
 //! queued into one coalesced write. Write coalescing is what fanout throughput hinges on
-//! (DESIGN.md §2): one write per message is twenty times slower. A `finish`ed channel is
+//! (docs/ARCHITECTURE.md §9): one write per message is twenty times slower. A `finish`ed channel is
 //! closed once its last words are written.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! WebSocket transport glue: serving an admitted connection (the upgrade on path `/sub`),
-//! a packet source mapping one binary (or text) message to one packet, and a sink that
+//! WebSocket transport glue: serving an admitted connection (the upgrade on path `/sub`,
+//! after the TLS handshake on the WSS listener), a packet source mapping one binary (or text) message to one packet, and a sink that
 //! feeds every queued frame as a binary message and flushes once.
 //!
 //! Control frames are bounded: tungstenite answers every ping with a pong by itself, and
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use goim_net::packet::{decode_ws_bytes, Packet, HEADER_LEN};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -31,6 +32,7 @@ use super::channel::Frame;
 use super::transport::{FrameSink, PacketSource, ReadError};
 use super::{conn, Comet};
 use crate::rate::{Rate, TokenBucket};
+use crate::tls::ClientTls;
 
 /// The only path clients may upgrade on.
 pub const WS_PATH: &str = "/sub";
@@ -41,13 +43,32 @@ const WRITE_BUFFER: usize = 128 * 1024;
 /// What a connection closed for sending control frames too fast is told.
 const PING_FLOOD: &str = "ping rate exceeded";
 
-type Ws = WebSocketStream<TcpStream>;
+/// What a WebSocket runs over: a TCP stream, or TLS over one (WSS).
+pub trait WsIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WsIo for S {}
 
-/// Upgrades and serves an admitted connection in its own task; its place in the comet's
-/// counts is given back when it ends.
-pub fn serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAddr, admitted: Admitted) {
+/// Upgrades and serves an admitted connection in its own task (after a TLS handshake with
+/// `tls`, within the handshake timeout); its place in the comet's counts is given back
+/// when it ends.
+pub fn serve(
+    comet: Arc<Comet>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    tls: Option<ClientTls>,
+) {
     tokio::spawn(async move {
-        upgrade_and_serve(comet, stream, peer).await;
+        let deadline = Instant::now() + comet.config().handshake_timeout;
+        let _ = stream.set_nodelay(true);
+        match tls {
+            None => upgrade_and_serve(comet, stream, peer, deadline).await,
+            Some(tls) => {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                if let Some(secured) = tls.accept(stream, "wss", timeout, comet.shutdown_token()).await {
+                    upgrade_and_serve(comet, secured, peer, deadline).await;
+                }
+            }
+        }
         drop(admitted);
     });
 }
@@ -84,9 +105,7 @@ fn ws_config(max_body: usize, max_out_frame: usize) -> WebSocketConfig {
 }
 
 /// The upgrade counts against the handshake timeout, like the auth that follows it.
-async fn upgrade_and_serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAddr) {
-    let deadline = Instant::now() + comet.config().handshake_timeout;
-    let _ = stream.set_nodelay(true);
+async fn upgrade_and_serve<S: WsIo>(comet: Arc<Comet>, stream: S, peer: SocketAddr, deadline: Instant) {
     let config = ws_config(comet.config().max_body, comet.config().max_out_frame);
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
     let ws = tokio::select! {
@@ -127,8 +146,8 @@ fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> 
     Err(refused)
 }
 
-pub struct WsSource {
-    stream: SplitStream<Ws>,
+pub struct WsSource<S> {
+    stream: SplitStream<WebSocketStream<S>>,
     max_body: usize,
     /// Control frames (ping, pong) the client may still send.
     pings: TokenBucket,
@@ -137,13 +156,13 @@ pub struct WsSource {
     close_reason: Arc<OnceLock<CloseFrame>>,
 }
 
-impl WsSource {
+impl<S> WsSource<S> {
     fn decode(&self, message: Bytes) -> Result<Option<Packet>, ReadError> {
         decode_ws_bytes(message, self.max_body).map(Some).map_err(|e| ReadError::Violation(e.to_string()))
     }
 }
 
-impl PacketSource for WsSource {
+impl<S: WsIo> PacketSource for WsSource<S> {
     const TRANSPORT: &'static str = "ws";
 
     async fn next_packet(&mut self) -> Result<Option<Packet>, ReadError> {
@@ -184,8 +203,8 @@ fn read_error(err: tungstenite::Error) -> Result<Option<Packet>, ReadError> {
     }
 }
 
-pub struct WsSink {
-    sink: SplitSink<Ws, Message>,
+pub struct WsSink<S> {
+    sink: SplitSink<WebSocketStream<S>, Message>,
     close_reason: Arc<OnceLock<CloseFrame>>,
 }
 
@@ -198,7 +217,7 @@ fn write_error(e: tungstenite::Error) -> io::Error {
     io::Error::other(e)
 }
 
-impl FrameSink for WsSink {
+impl<S: WsIo> FrameSink for WsSink<S> {
     async fn write_frames(&mut self, frames: VecDeque<Frame>) -> io::Result<()> {
         for frame in frames {
             self.sink.feed(Message::Binary(frame.ws_bytes())).await.map_err(write_error)?;

@@ -24,6 +24,9 @@ use crate::config::Config;
 pub struct Logic {
     pub cluster: Arc<Cluster>,
     pub heartbeat_secs: u64,
+    /// The WSS port `/goim/nodes/weighted` tells clients (goim's `wss_port`): this node's
+    /// `--wss-addr` port when it has client TLS, else 0.
+    pub wss_port: u16,
     pub comet_ttl_ms: u64,
     pub chat_op: i32,
     pub max_push_body: usize,
@@ -60,6 +63,7 @@ impl Logic {
         let logic = Arc::new(Logic {
             cluster,
             heartbeat_secs: cfg.heartbeat_secs,
+            wss_port: if cfg.client_tls() { cfg.wss_addr.port() } else { 0 },
             comet_ttl_ms: cfg.comet_ttl_ms,
             chat_op: cfg.chat_op,
             max_push_body: cfg.max_push_body,

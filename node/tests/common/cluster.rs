@@ -1,7 +1,8 @@
-//! Multi-process cluster harness for the [cluster] acceptance tests. Every node is its own
-//! `goim run` child process with its own temp data dir and its own loopback address
-//! 127.0.0.N (Linux routes all of 127/8 to lo), running the roles asked for: logic nodes form
-//! the Raft group from `--peers`, comet- and job-only nodes reach them through `--logic`.
+//! Multi-process cluster harness for the tests that need separate nodes (`cluster_*.rs`,
+//! `recovery.rs`, `damaged_data.rs`). Every node is its own `goim run` child process with its
+//! own temp data dir and its own loopback address 127.0.0.N (Linux routes all of 127/8 to lo),
+//! running the roles asked for: logic nodes form the Raft group from `--peers`, comet- and
+//! job-only nodes reach them through `--logic`.
 //!
 //! What it offers: start L logic + M comet + J job processes and wait until the cluster is
 //! ready; find the leader and the active job through `/cluster/status`; `kill -9` and restart

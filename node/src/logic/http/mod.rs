@@ -1,6 +1,6 @@
 //! Logic's HTTP API: goim's `/goim/*` routes with goim's reply shape
 //! (`{"code":0,"message":"","data":…}`, HTTP 200 even for errors, code -400/-500), plus the
-//! extensions of PROTOCOL.md §4 (push-log reads, cluster status).
+//! extensions of docs/PROTOCOL.md §4.2 (push-log reads, cluster status).
 mod cluster;
 mod history;
 mod log;

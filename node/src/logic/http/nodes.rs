@@ -31,7 +31,7 @@ pub async fn weighted(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery) ->
         "domain": "",
         "tcp_port": first.map(|c| port_of(&c.info.tcp_addr)).unwrap_or(0),
         "ws_port": first.map(|c| port_of(&c.info.ws_addr)).unwrap_or(0),
-        "wss_port": 0,
+        "wss_port": logic.wss_port,
         "heartbeat": logic.heartbeat_secs,
         "heartbeat_max": 2,
         "backoff": { "max_delay": 300, "base_delay": 3, "factor": 1.8, "jitter": 0.3 },

@@ -1,7 +1,9 @@
 //! The goim v2 client wire protocol, sans-IO: the packet and its strict decoder, the
-//! TCP stream codec, the one-packet-per-message WebSocket mapping and op-9 batches.
-//! Nothing here touches a socket, so every rule is unit-tested on plain bytes.
+//! TCP stream codec, the one-packet-per-message WebSocket mapping, op-9 batches and the
+//! bodies clients send (auth, room change, op lists). Nothing here touches a socket, so
+//! every rule is unit-tested on plain bytes (and fuzzed: net/fuzz).
 
+pub mod auth;
 mod batch;
 mod codec;
 mod frame;
@@ -11,4 +13,4 @@ mod ws;
 pub use batch::{encode_batch, split_batch};
 pub use codec::PacketCodec;
 pub use frame::{decode, Packet, PacketError, DEFAULT_MAX_BODY, HEADER_LEN, MAX_PACK_LEN};
-pub use ws::{decode_ws, decode_ws_bytes};
+pub use ws::{decode_ws, decode_ws_bytes, server_ws_config};

@@ -2,8 +2,30 @@
 //! so the packLen must match the message length in both directions.
 
 use bytes::Bytes;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::frame::{take_packet, Packet, PacketError};
+use super::frame::{take_packet, Packet, PacketError, HEADER_LEN};
+
+/// tungstenite allocates its read buffer eagerly: keep it small per connection.
+const SERVER_READ_BUFFER: usize = 4096;
+/// tungstenite's write buffer: frames collect here until it is this full (or flushed).
+const SERVER_WRITE_BUFFER: usize = 128 * 1024;
+
+/// The tungstenite config of a comet's client connection: incoming messages and frames no
+/// larger than the largest packet, and a write buffer capped at two of the largest frames
+/// the comet sends (pongs tungstenite queues by itself while the client does not read end
+/// there: past the cap they replace each other, and a push that does not fit closes the
+/// connection as a slow consumer). Shared by the comet and the `ws_frames` fuzz target.
+pub fn server_ws_config(max_body: usize, max_out_frame: usize) -> WebSocketConfig {
+    let max_message = HEADER_LEN.saturating_add(max_body);
+    let max_frame_out = max_out_frame.max(max_message).saturating_add(16);
+    WebSocketConfig::default()
+        .read_buffer_size(SERVER_READ_BUFFER)
+        .write_buffer_size(SERVER_WRITE_BUFFER)
+        .max_write_buffer_size(SERVER_WRITE_BUFFER.saturating_add(max_frame_out.saturating_mul(2)))
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
 
 /// Decodes one WebSocket message as one packet: a packLen larger than the message is
 /// `Truncated`, bytes past packLen are `TrailingBytes`. Copies the body; use

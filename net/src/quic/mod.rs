@@ -8,7 +8,7 @@ mod tls;
 
 pub use certs::write_cluster_certs;
 pub use endpoint::{serve_unary, BiStream, QuicEndpoint, StreamHandler};
-pub use frame::{read_frame, write_frame};
+pub use frame::{body_len, decode_frame, encode_frame, read_frame, write_frame, LEN_PREFIX};
 pub use tls::{ClusterTls, SERVER_NAME};
 
 use crate::serial::SerialError;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{PushRecord, RpcError};
+pub use crate::packet::auth::AuthBody;
 
 /// A comet as registered in the cluster (goim's discovery instance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,23 +19,6 @@ pub struct CometInfo {
     pub quic_addr: String,
     pub zone: String,
     pub weight: u32,
-}
-
-/// The auth body a client sent with op 7 (PROTOCOL.md §3), parsed from its JSON as is:
-/// unknown fields are ignored, missing ones take their default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AuthBody {
-    pub mid: i64,
-    pub key: String,
-    pub room_id: String,
-    pub platform: String,
-    pub accepts: Vec<i32>,
-    pub token: Option<String>,
-    /// **[ext]** The last room offset the client saw: recover what came after it.
-    pub room_seq: Option<u64>,
-    /// **[ext]** The epoch that offset belongs to, as an earlier auth reply gave it.
-    pub epoch: Option<String>,
 }
 
 /// One live connection of a comet, as `Resync` reports it.

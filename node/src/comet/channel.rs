@@ -25,6 +25,10 @@ use super::{lock, SlowConsumer};
 pub enum Frame {
     /// One packet, written as-is on every transport.
     Packet(Bytes),
+    /// An op-9 packet wrapping pushed packets (goim's `OpRaw`): WebSocket clients get it
+    /// whole, TCP clients its inner packets, as goim's comet writes key, mid and broadcast
+    /// pushes.
+    Batch(Bytes),
     /// An op-9 batch of consecutive room messages, offsets `first..=last`: WebSocket
     /// clients get it as one message, TCP clients get its inner packets (the bytes past
     /// the outer header).
@@ -53,7 +57,7 @@ impl RoomBatch {
 impl Frame {
     fn bytes(&self) -> &Bytes {
         match self {
-            Frame::Packet(b) => b,
+            Frame::Packet(b) | Frame::Batch(b) => b,
             Frame::Room(r) => &r.batch,
         }
     }
@@ -62,9 +66,19 @@ impl Frame {
         self.bytes().clone()
     }
 
+    /// `tcp_bytes().len()`, without touching the refcount.
+    pub fn tcp_len(&self) -> usize {
+        match self {
+            Frame::Packet(b) => b.len(),
+            Frame::Batch(b) => b.len().saturating_sub(HEADER_LEN),
+            Frame::Room(r) => r.batch.len().saturating_sub(HEADER_LEN),
+        }
+    }
+
     pub fn tcp_bytes(&self) -> Bytes {
         match self {
             Frame::Packet(b) => b.clone(),
+            Frame::Batch(b) => b.slice(HEADER_LEN.min(b.len())..),
             Frame::Room(r) => r.batch.slice(HEADER_LEN.min(r.batch.len())..),
         }
     }
@@ -276,12 +290,21 @@ impl Channel {
         }
     }
 
+    /// Moves everything queued so far, in order, into `into` (which must be empty); the
+    /// queue gets `into`'s buffer in exchange, so a busy connection's writer and pushers
+    /// pass two buffers back and forth instead of allocating one per wake-up.
+    pub fn take_into(&self, into: &mut VecDeque<Frame>) {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut *lock(&self.queue), into);
+    }
+
     /// Everything queued so far, in order.
+    #[cfg(test)]
     pub fn take_all(&self) -> VecDeque<Frame> {
         std::mem::take(&mut *lock(&self.queue))
     }
 
-    /// Resolves once something was pushed since the last `take_all` (or right away if a
+    /// Resolves once something was pushed since the last `take_into` (or right away if a
     /// push happened while nobody waited).
     pub async fn ready(&self) {
         self.ready.notified().await

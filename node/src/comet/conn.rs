@@ -1,4 +1,4 @@
-//! The per-connection protocol state machine (PROTOCOL.md §3), shared by TCP and
+//! The per-connection protocol state machine (docs/PROTOCOL.md §3), shared by TCP and
 //! WebSocket: the handshake timer and auth (op 7), then heartbeats, uplink messages, room
 //! changes and sub/unsub until the connection closes, and the cleanup every close path
 //! shares (leave the bucket, tell logic). Joining a room (auth, op 12) goes through
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use goim_net::packet::auth::{parse_ops, ChangeRoom};
 use goim_net::packet::{op, Packet};
 use goim_net::rpc::logic::{AuthBody, LogicReply, LogicRequest};
 use serde::Serialize;
@@ -50,18 +51,6 @@ pub struct ChangeRoomReplyJson<'a> {
     pub room_seq: u64,
     pub epoch: String,
     pub recovered: bool,
-}
-
-/// An op-12 body: a bare room id (goim), or [ext] JSON with an offset to resume from.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct ChangeRoomJson {
-    room_id: String,
-    room_seq: Option<u64>,
-    epoch: Option<String>,
-    /// **[ext]** With `--auth jwt`: a fresh token (same mid and key) replacing the one given
-    /// at auth, e.g. one naming more rooms or expiring later.
-    token: Option<String>,
 }
 
 /// `{"error":"…"}`, the body of a refused auth or uplink message.
@@ -134,8 +123,8 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
 async fn hang_up<W: FrameSink>(mut writer: W, last_words: Option<Packet>) {
     let goodbye = async {
         if let Some(packet) = last_words {
-            let frames = [Frame::Packet(packet.to_bytes())].into();
-            if writer.write_frames(frames).await.is_err() {
+            let mut frames = [Frame::Packet(packet.to_bytes())].into();
+            if writer.write_frames(&mut frames).await.is_err() {
                 return;
             }
         }
@@ -190,7 +179,7 @@ async fn authenticate(
     auth: &Packet,
 ) -> Result<Authenticated, Refusal> {
     comet.admission().allow_auth(peer.ip())?;
-    let mut body: AuthBody = serde_json::from_slice(&auth.body)
+    let mut body = AuthBody::parse(&auth.body)
         .map_err(|e| Refusal { why: format!("bad auth body: {e}"), reason: "json" })?;
     comet.admission().check_auth_body(&body)?;
     let grant = comet.config().auth.admit(&body)?;
@@ -350,19 +339,15 @@ impl Connection {
     /// not be told: delivery follows local membership) and replies: the body echoed, or
     /// for a JSON body the new room's offset and whether the asked one was recovered.
     async fn change_room(&self, p: &Packet) {
-        let asked = p.body.first() == Some(&b'{');
-        let target = if asked {
-            match serde_json::from_slice::<ChangeRoomJson>(&p.body) {
-                Ok(target) => target,
-                Err(e) => {
-                    metrics::counter!("goim_comet_bad_requests_total", "op" => "change_room").increment(1);
-                    let why = error_body(&format!("bad change-room JSON: {e}"));
-                    self.ch.push(Frame::Packet(p.reply(op::CHANGE_ROOM_REPLY, why).to_bytes()));
-                    return;
-                }
+        let asked = ChangeRoom::is_json(&p.body);
+        let target = match ChangeRoom::parse(&p.body) {
+            Ok(target) => target,
+            Err(e) => {
+                metrics::counter!("goim_comet_bad_requests_total", "op" => "change_room").increment(1);
+                let why = error_body(&format!("bad change-room JSON: {e}"));
+                self.ch.push(Frame::Packet(p.reply(op::CHANGE_ROOM_REPLY, why).to_bytes()));
+                return;
             }
-        } else {
-            ChangeRoomJson { room_id: String::from_utf8_lossy(&p.body).into_owned(), ..Default::default() }
         };
         if let Err(too_long) = self.comet.admission().check_room(&target.room_id) {
             metrics::counter!("goim_comet_bad_requests_total", "op" => "change_room").increment(1);
@@ -424,7 +409,7 @@ impl Connection {
 
     /// With `--auth jwt`: the token (the one from auth, or a fresh one the change carries)
     /// must still be valid and allow the target room.
-    fn may_join(&self, target: &ChangeRoomJson) -> Result<(), Refusal> {
+    fn may_join(&self, target: &ChangeRoom) -> Result<(), Refusal> {
         let mut grant = lock(&self.grant);
         let Some(current) = grant.as_mut() else {
             return Ok(());
@@ -457,30 +442,12 @@ impl Connection {
     }
 }
 
-/// `"1000, 1001"` → `[1000, 1001]`; pieces that are not numbers are skipped.
-pub fn parse_ops(body: &[u8]) -> Vec<i32> {
-    String::from_utf8_lossy(body).split(',').filter_map(|s| s.trim().parse().ok()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::comet::testkit::{auth, closed, rec, wait_until, Cluster, TestConfig};
     use goim_net::client::{AuthRequest, Client, ClientError};
     use goim_net::rpc::PushTarget;
-
-    #[test]
-    fn auth_json_tolerates_missing_and_unknown_fields() {
-        let a: AuthBody = serde_json::from_str(r#"{"mid":7,"x":1,"room_seq":3}"#).unwrap();
-        assert_eq!((a.mid, a.key.as_str(), a.accepts.len()), (7, "", 0));
-        assert!(serde_json::from_slice::<AuthBody>(b"nope").is_err());
-    }
-
-    #[test]
-    fn ops_parse_skipping_junk() {
-        assert_eq!(parse_ops(b"1000, 1001,x,,-3"), [1000, 1001, -3]);
-        assert!(parse_ops(b"").is_empty());
-    }
 
     #[tokio::test]
     async fn auth_and_heartbeat_over_tcp_and_ws() {

@@ -190,7 +190,7 @@ fn send(ch: &Channel, frame: &Frame) -> usize {
 }
 
 fn to_all(comet: &Comet, op: i32, body: Bytes) -> usize {
-    let frame = Frame::Packet(Packet::new(op, 0, body).to_bytes());
+    let frame = Frame::Batch(encode_batch(&[Packet::new(op, 0, body)]));
     let mut queued = 0;
     for bucket in comet.buckets() {
         bucket.for_each(|ch| {
@@ -203,7 +203,7 @@ fn to_all(comet: &Comet, op: i32, body: Bytes) -> usize {
 }
 
 fn to_keys(comet: &Comet, keys: &[String], op: i32, body: Bytes) -> usize {
-    let frame = Frame::Packet(Packet::new(op, 0, body).to_bytes());
+    let frame = Frame::Batch(encode_batch(&[Packet::new(op, 0, body)]));
     keys.iter()
         .filter_map(|key| comet.channel(key))
         .filter(|ch| ch.accepts(op))
@@ -279,6 +279,26 @@ mod tests {
         nothing_more(&mut tcp).await;
         nothing_more(&mut ws).await;
         nothing_more(&mut other).await;
+    }
+
+    /// goim's comet writes key, mid and broadcast pushes as op 9 (`OpRaw`) too: whole on
+    /// WebSocket, the inner packet on TCP.
+    #[tokio::test]
+    async fn key_and_broadcast_pushes_reach_ws_wrapped_in_op_9_and_tcp_bare() {
+        let cluster = Cluster::start().await;
+        let mut tcp = cluster.client(false).await;
+        let tcp_key = tcp.auth(&auth(1, "r", &[1000])).await.unwrap().key;
+        let mut ws = cluster.client(true).await;
+        let ws_key = ws.auth(&auth(2, "r", &[1000])).await.unwrap().key;
+        let keys = PushTarget::Keys { comet: cluster.comet.id().into(), keys: vec![tcp_key, ws_key] };
+        cluster.push(2, vec![rec(1, keys, 1000, "key"), rec(2, PushTarget::All, 1000, "all")]).await;
+        for body in ["key", "all"] {
+            let want = Packet::new(1000, 0, body);
+            assert_eq!(tcp.recv_frame().await.unwrap().unwrap(), want);
+            let frame = ws.recv_frame().await.unwrap().unwrap();
+            assert_eq!((frame.op, frame.ver, frame.seq), (op::RAW, 1, 0));
+            assert_eq!(split_batch(frame.body, 4096).unwrap(), [want]);
+        }
     }
 
     #[tokio::test]

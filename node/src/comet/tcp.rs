@@ -1,9 +1,13 @@
 //! TCP transport glue: serving an admitted connection, a packet source that decodes goim
 //! packets from the stream (its read buffer exists only while bytes are in flight, so idle
-//! connections stay small), and a sink that writes every queued frame with one `write_all`.
+//! connections stay small), and a sink that writes a wake-up's frames with one `write()`
+//! through a per-thread scratch buffer (a lone frame straight from its shared bytes).
 
+use std::cell::RefCell;
+use std::collections::vec_deque::Drain;
 use std::collections::VecDeque;
 use std::io;
+use std::iter::Peekable;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -94,17 +98,69 @@ impl PacketSource for TcpSource {
 
 pub struct TcpSink(pub OwnedWriteHalf);
 
+/// Most bytes coalesced into one `write()`.
+const SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// Where a wake-up's frames are coalesced: one buffer per runtime thread, not per
+    /// connection, so an idle connection holds no write buffer at all.
+    static SCRATCH_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl TcpSink {
+    /// Writes `bytes` (refcounted, never copied): straight away when the socket takes
+    /// them, else the rest once it is writable.
+    async fn write_shared(&mut self, bytes: &Bytes) -> io::Result<()> {
+        let written = match self.0.try_write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        match bytes.get(written..) {
+            Some(rest) if !rest.is_empty() => self.0.write_all(rest).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Copies frames from `frames` into the thread's scratch buffer (up to `SCRATCH`
+    /// bytes) and writes it with one `write()`; what the socket did not take is returned
+    /// (to be written once it is writable: the only allocation, and only then).
+    fn write_coalesced(&self, frames: &mut Peekable<Drain<'_, Frame>>) -> io::Result<Option<Vec<u8>>> {
+        SCRATCH_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            while let Some(frame) = frames.next_if(|f| buf.is_empty() || buf.len() + f.tcp_len() <= SCRATCH) {
+                buf.extend_from_slice(&frame.tcp_bytes());
+            }
+            let written = match self.0.try_write(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            let rest = buf.get(written..).filter(|rest| !rest.is_empty()).map(<[u8]>::to_vec);
+            if buf.capacity() > 2 * SCRATCH {
+                *buf = Vec::new(); // one huge frame passed through: do not keep its room
+            }
+            Ok(rest)
+        })
+    }
+}
+
 impl FrameSink for TcpSink {
-    async fn write_frames(&mut self, frames: VecDeque<Frame>) -> io::Result<()> {
-        let parts: Vec<_> = frames.iter().map(Frame::tcp_bytes).collect();
-        if let [only] = parts.as_slice() {
-            return self.0.write_all(only).await;
+    async fn write_frames(&mut self, frames: &mut VecDeque<Frame>) -> io::Result<()> {
+        let mut frames = frames.drain(..).peekable();
+        while let Some(next) = frames.peek() {
+            let alone = next.tcp_len() >= SCRATCH / 2;
+            if alone || frames.len() == 1 {
+                if let Some(frame) = frames.next() {
+                    self.write_shared(&frame.tcp_bytes()).await?;
+                }
+                continue;
+            }
+            if let Some(rest) = self.write_coalesced(&mut frames)? {
+                self.0.write_all(&rest).await?;
+            }
         }
-        let mut buf = Vec::with_capacity(parts.iter().map(|b| b.len()).sum());
-        for part in &parts {
-            buf.extend_from_slice(part);
-        }
-        self.0.write_all(&buf).await
+        Ok(())
     }
 
     async fn close(&mut self) {
@@ -114,7 +170,56 @@ impl FrameSink for TcpSink {
 
 #[cfg(test)]
 mod tests {
+    use super::{Frame, FrameSink, TcpSink};
     use crate::comet::testkit::{auth, Cluster};
+    use bytes::Bytes;
+    use std::collections::VecDeque;
+    use tokio::io::AsyncReadExt;
+
+    /// Frames of every size (a few bytes to past the scratch buffer), many more bytes than
+    /// the socket buffers hold, arrive whole and in order while the reader lags.
+    #[tokio::test]
+    async fn coalesced_writes_survive_a_full_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_read, write) = server.into_split();
+        let mut sink = TcpSink(write);
+        let mut expected = Vec::new();
+        let mut batches = Vec::new();
+        for round in 0..40u32 {
+            let mut frames = VecDeque::new();
+            for i in 0..(1 + round % 7) {
+                let len = [3usize, 100, 5_000, 40_000, 70_000][((round + i) % 5) as usize];
+                let fill = u8::try_from((round * 7 + i) % 251).unwrap();
+                let bytes = Bytes::from(vec![fill; len]);
+                expected.extend_from_slice(&bytes);
+                frames.push_back(Frame::Packet(bytes));
+            }
+            batches.push(frames);
+        }
+        let total = expected.len();
+        let writer = tokio::spawn(async move {
+            for mut frames in batches {
+                sink.write_frames(&mut frames).await.unwrap();
+                assert!(frames.is_empty());
+            }
+        });
+        let mut got = Vec::with_capacity(total);
+        let mut client = client;
+        let mut chunk = vec![0u8; 7_000];
+        while got.len() < total {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early at {}", got.len());
+            got.extend_from_slice(&chunk[..n]);
+            if got.len() % 3 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        writer.await.unwrap();
+        assert!(got == expected, "bytes differ ({} of {total})", got.len());
+    }
+
     use goim_net::packet::{op, Packet};
     use std::time::Duration;
 

@@ -36,8 +36,9 @@ pub trait PacketSource: Send + 'static {
 }
 
 pub trait FrameSink: Send + 'static {
-    /// Writes every frame, in order, coalesced into as few socket writes as possible.
-    fn write_frames(&mut self, frames: VecDeque<Frame>) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes every frame, in order, coalesced into as few socket writes as possible, and
+    /// leaves `frames` empty (its capacity is the caller's to reuse).
+    fn write_frames(&mut self, frames: &mut VecDeque<Frame>) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Ends the connection politely (TCP: FIN; WebSocket: a close frame).
     fn close(&mut self) -> impl Future<Output = ()> + Send;

@@ -16,14 +16,14 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use goim_net::packet::{decode_ws_bytes, Packet, HEADER_LEN};
+use goim_net::packet::{decode_ws_bytes, server_ws_config, Packet};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, error::ProtocolError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -36,10 +36,6 @@ use crate::tls::ClientTls;
 
 /// The only path clients may upgrade on.
 pub const WS_PATH: &str = "/sub";
-/// tungstenite allocates its read buffer eagerly: keep it small per connection.
-const READ_BUFFER: usize = 4096;
-/// tungstenite's write buffer: frames collect here until it is this full (or flushed).
-const WRITE_BUFFER: usize = 128 * 1024;
 /// What a connection closed for sending control frames too fast is told.
 const PING_FLOOD: &str = "ping rate exceeded";
 
@@ -88,25 +84,9 @@ pub fn refusal(refused: Refused) -> Bytes {
     Bytes::from(out)
 }
 
-/// The tungstenite config of a client connection: incoming messages and frames no larger
-/// than the largest packet, and a write buffer capped at two of the largest frames the
-/// comet sends (pongs tungstenite queues by itself while the client does not read end
-/// there: past the cap they replace each other, and a push that does not fit closes the
-/// connection as a slow consumer).
-fn ws_config(max_body: usize, max_out_frame: usize) -> WebSocketConfig {
-    let max_message = HEADER_LEN.saturating_add(max_body);
-    let max_frame_out = max_out_frame.max(max_message).saturating_add(16);
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER.saturating_add(max_frame_out.saturating_mul(2)))
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
-}
-
 /// The upgrade counts against the handshake timeout, like the auth that follows it.
 async fn upgrade_and_serve<S: WsIo>(comet: Arc<Comet>, stream: S, peer: SocketAddr, deadline: Instant) {
-    let config = ws_config(comet.config().max_body, comet.config().max_out_frame);
+    let config = server_ws_config(comet.config().max_body, comet.config().max_out_frame);
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
     let ws = tokio::select! {
         _ = comet.shutdown_token().cancelled() => return,
@@ -218,8 +198,8 @@ fn write_error(e: tungstenite::Error) -> io::Error {
 }
 
 impl<S: WsIo> FrameSink for WsSink<S> {
-    async fn write_frames(&mut self, frames: VecDeque<Frame>) -> io::Result<()> {
-        for frame in frames {
+    async fn write_frames(&mut self, frames: &mut VecDeque<Frame>) -> io::Result<()> {
+        for frame in frames.drain(..) {
             self.sink.feed(Message::Binary(frame.ws_bytes())).await.map_err(write_error)?;
         }
         self.sink.flush().await.map_err(write_error)

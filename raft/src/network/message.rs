@@ -58,3 +58,87 @@ pub enum WriteError {
     #[error("timed out waiting for commit")]
     Timeout,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use goim_net::serial;
+    use openraft::error::Fatal;
+    use openraft::{
+        AnyError, BasicNode, CommittedLeaderId, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId,
+        Membership, StorageError, StorageIOError, Vote,
+    };
+
+    use super::*;
+    use crate::command::{Push, PushTo};
+
+    /// An error `depth` causes deep, for a chain of `AnyError` sources.
+    #[derive(Debug)]
+    struct Caused(Option<Box<Caused>>);
+
+    impl std::fmt::Display for Caused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("failed")
+        }
+    }
+
+    impl std::error::Error for Caused {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.0.as_deref().map(|c| c as _)
+        }
+    }
+
+    fn failed_append(depth: usize) -> RaftRpcReply {
+        let cause = (1..depth).fold(Caused(None), |inner, _| Caused(Some(Box::new(inner))));
+        let io = StorageIOError::new(ErrorSubject::Store, ErrorVerb::Write, AnyError::new(&cause));
+        RaftRpcReply::Append(Err(RaftError::Fatal(Fatal::StorageError(StorageError::IO { source: io }))))
+    }
+
+    fn push(n: u64) -> Request {
+        let to = PushTo::Keys(vec![format!("k{n}")]);
+        Request::Push(Push { id: format!("p{n}"), to, op: 1000, body: "m".into(), ts_ms: n, room_keep: 0 })
+    }
+
+    fn nested_batch(depth: usize) -> Request {
+        (1..depth).fold(Request::Batch(vec![push(0)]), |inner, _| Request::Batch(vec![inner]))
+    }
+
+    /// The deepest messages a node sends decode within the serial codec's depth bound.
+    #[test]
+    fn real_messages_decode_within_the_depth() {
+        let log_id = |index| LogId::new(CommittedLeaderId::new(2, 1), index);
+        let nodes = BTreeMap::from([(1, BasicNode::new("a:1")), (2, BasicNode::new("b:1"))]);
+        let entries: Vec<Entry<TypeConfig>> = vec![
+            Entry { log_id: log_id(5), payload: EntryPayload::Normal(nested_batch(2)) },
+            Entry {
+                log_id: log_id(6),
+                payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1, 2])], nodes)),
+            },
+        ];
+        let append = RaftRpc::Append(AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id(4)),
+            entries,
+            leader_commit: Some(log_id(4)),
+        });
+        let decoded: RaftRpc = serial::decode(&serial::encode(&append).unwrap()).unwrap();
+        assert_eq!(format!("{decoded:?}"), format!("{append:?}"));
+        let reply = failed_append(3);
+        let decoded: RaftRpcReply = serial::decode(&serial::encode(&reply).unwrap()).unwrap();
+        assert_eq!(format!("{decoded:?}"), format!("{reply:?}"));
+    }
+
+    /// Regression (net/fuzz `rpc`): a forwarded write of nested batches, or a reply whose
+    /// error has a long chain of sources, decoded until the stack overflowed (a few bytes a
+    /// level) and aborted the node; both are now decode errors.
+    #[test]
+    fn deeply_nested_requests_and_replies_are_refused() {
+        let write = RaftRpc::Leader(LeaderOp::Write(nested_batch(100)));
+        let err = serial::decode::<RaftRpc>(&serial::encode(&write).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("nested too deep"), "{err}");
+        let reply = failed_append(100);
+        let err = serial::decode::<RaftRpcReply>(&serial::encode(&reply).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("nested too deep"), "{err}");
+    }
+}

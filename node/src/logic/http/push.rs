@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use goim_raft::command::PushTo;
 use serde_json::json;
 
+use super::params::TargetLimits;
 use super::{ok, ApiError, ApiResult, Params};
 use crate::logic::Logic;
 
@@ -27,62 +28,18 @@ pub enum Route {
     All,
 }
 
-/// Bounds on what one push may name.
-struct TargetLimits {
-    /// Keys or mids.
-    targets: usize,
-    key_len: usize,
-    room_len: usize,
-}
-
 /// The route's target, from its query parameters (goim's names), within `limits`.
 fn target(route: Route, p: &Params, limits: &TargetLimits) -> Result<PushTo, ApiError> {
-    let max_targets = limits.targets;
-    let within = |what: &str, n: usize| {
-        if n > max_targets {
-            return Err(ApiError::bad(format!("{what}: {n} given, at most {max_targets} per push")));
-        }
-        Ok(())
-    };
-    match route {
-        Route::Keys => {
-            let keys = p.list("keys");
-            if keys.is_empty() {
-                return Err(ApiError::bad("keys: missing"));
-            }
-            within("keys", keys.len())?;
-            if let Some(long) = keys.iter().find(|k| k.len() > limits.key_len) {
-                let max = limits.key_len;
-                return Err(ApiError::bad(format!("keys: {} bytes exceeds the limit of {max}", long.len())));
-            }
-            Ok(PushTo::Keys(keys))
-        }
-        Route::Mids => {
-            let mids = p
-                .list("mids")
-                .iter()
-                .map(|m| m.parse::<i64>().map_err(|_| ApiError::bad(format!("mids: invalid value {m:?}"))))
-                .collect::<Result<Vec<_>, _>>()?;
-            if mids.is_empty() {
-                return Err(ApiError::bad("mids: missing"));
-            }
-            within("mids", mids.len())?;
-            Ok(PushTo::Mids(mids))
-        }
-        Route::Room => {
-            let room = format!("{}://{}", p.required("type")?, p.required("room")?);
-            if room.len() > limits.room_len {
-                let max = limits.room_len;
-                return Err(ApiError::bad(format!("room: {} bytes exceeds the limit of {max}", room.len())));
-            }
-            Ok(PushTo::Room(room))
-        }
+    Ok(match route {
+        Route::Keys => PushTo::Keys(p.keys(limits)?),
+        Route::Mids => PushTo::Mids(p.mids(limits)?),
+        Route::Room => PushTo::Room(p.room(limits)?),
         Route::All => {
             // goim's `speed` throttles broadcast fan-out; validated here, not applied yet.
             p.parsed::<u32>("speed")?;
-            Ok(PushTo::All)
+            PushTo::All
         }
-    }
+    })
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {

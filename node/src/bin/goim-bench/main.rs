@@ -1,0 +1,67 @@
+//! `goim-bench`: the measurements of docs/BENCHMARKS.md.
+//! - `fanout` / `latency`: room fan-out at the limit (open loop) or at a fixed rate, against
+//!   a goim the bench starts itself and, with `--peer nats`, against nats-server in the
+//!   same command; delivered msgs/s, push → receive percentiles, server CPU per delivery,
+//!   RSS per connection, the load generator's own CPU (`load.rs`).
+//! - `conns`: N authenticated connections held with heartbeats, memory sampled (`conns.rs`).
+//! - `push`: acknowledged pushes/s against running logic nodes (`push.rs`).
+//! - `recover`: a reconnect storm against a running node (`recover.rs`).
+//!
+//! Subscribers live in worker processes (this binary again, hidden `worker` subcommand,
+//! `worker/`), at most ~15,000 sockets each over several source addresses, so one process's
+//! 20,000 open files and one address's ports are never the limit.
+mod conns;
+mod fleet;
+mod hist;
+mod http1;
+mod load;
+mod procfs;
+mod progress;
+mod publish;
+mod push;
+mod recover;
+mod report;
+mod servers;
+mod stamp;
+mod worker;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "goim-rs benchmarks (docs/BENCHMARKS.md)")]
+enum Bench {
+    /// Room fan-out: N subscribers, one publisher, open loop by default (--rate 0).
+    Fanout(load::LoadArgs),
+    /// Push → receive latency: the fan-out load at a fixed rate (default 50 pushes/s).
+    Latency(load::LoadArgs),
+    /// Connections at scale: N authenticated connections held S seconds, memory sampled.
+    Conns(conns::ConnsArgs),
+    /// Acknowledged pushes/s: concurrent HTTP pushers against running logic nodes.
+    Push(push::PushArgs),
+    /// Reconnect storm: N clients resume at once, each replaying M missed room messages.
+    Recover(recover::RecoverArgs),
+    /// A subscriber process of a run (started by the bench itself).
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let bench = Bench::parse();
+    if let Bench::Worker(args) = bench {
+        return worker::main(args);
+    }
+    // The parent only publishes and follows its workers: one thread is plenty, and it
+    // leaves the cores to the servers and the subscribers.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let code = runtime.block_on(async {
+        match bench {
+            Bench::Fanout(args) => load::run(load::Mode::Fanout, args).await,
+            Bench::Latency(args) => load::run(load::Mode::Latency, args).await,
+            Bench::Conns(args) => conns::run(args).await,
+            Bench::Push(args) => push::run(args).await.map(|()| 0),
+            Bench::Recover(args) => recover::run(args).await.map(|()| 0),
+            Bench::Worker(_) => Ok(0),
+        }
+    })?;
+    std::process::exit(code)
+}

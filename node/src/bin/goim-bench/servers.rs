@@ -1,0 +1,411 @@
+//! The servers a run measures, started by the bench itself so one command is a fair
+//! comparison and knows every server PID (CPU and memory come from /proc): goim as one
+//! node with every role, or one logic+job process and K comet-only processes
+//! (`--comets K`); nats-server (installed with apt-get when missing and root). Each gets
+//! free loopback ports and a temporary directory; dropping a `Running` kills it and
+//! removes the directory. An already running goim can be targeted instead (`--goim-http`).
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use crate::http1;
+use crate::procfs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Goim,
+    Nats,
+}
+
+impl std::fmt::Display for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            System::Goim => "goim",
+            System::Nats => "nats",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Ws,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "TCP",
+            Transport::Ws => "WebSocket",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Peer {
+    None,
+    Nats,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The goim binary to start (default: `goim` next to this executable).
+    #[arg(long)]
+    pub goim_bin: Option<PathBuf>,
+    /// Run goim as one logic+job process and this many comet-only processes (0: one node
+    /// with every role). Subscribers spread over the comets.
+    #[arg(long, default_value_t = 0)]
+    pub comets: usize,
+    /// One more flag for every goim process started (repeat for more), e.g. `--goim-arg=--outbound-queue=4096`.
+    #[arg(long = "goim-arg", allow_hyphen_values = true)]
+    pub goim_args: Vec<String>,
+    /// Measure an already running goim instead: the HTTP address of a logic node …
+    #[arg(long, requires_all = ["goim_sub", "server_pid"])]
+    pub goim_http: Option<SocketAddr>,
+    /// … its comets' client addresses (TCP or WebSocket, as `--transport`), comma-separated …
+    #[arg(long, value_delimiter = ',')]
+    pub goim_sub: Vec<SocketAddr>,
+    /// … and the PIDs of its processes (CPU and memory are read from /proc).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// The nats-server binary (found on PATH or in /usr/sbin when not a path).
+    #[arg(long, default_value = "nats-server")]
+    pub nats_bin: String,
+}
+
+impl Peer {
+    /// The systems a run measures, goim first.
+    pub fn systems(self) -> Vec<System> {
+        match self {
+            Peer::None => vec![System::Goim],
+            Peer::Nats => vec![System::Goim, System::Nats],
+        }
+    }
+}
+
+/// A server under test.
+pub struct Running {
+    pub system: System,
+    /// What it is, for the report.
+    pub label: String,
+    /// goim: a logic node's HTTP API (pushes go there). NATS: the server (publisher too).
+    pub publish_addr: SocketAddr,
+    /// Where subscribers connect, spread round robin.
+    pub sub_addrs: Vec<SocketAddr>,
+    pub pids: Vec<u32>,
+    children: Vec<Child>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// How long a server may take to answer after start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Descriptors a goim process keeps beside its client connections (HTTP, QUIC, sled, logs).
+const GOIM_FD_RESERVE: u64 = 500;
+
+/// Free loopback ports, each held (bound) until the picker is dropped so that no two
+/// picks are the same port; drop it just before starting the servers.
+#[derive(Default)]
+struct Ports {
+    tcp: Vec<TcpListener>,
+    udp: Vec<UdpSocket>,
+}
+
+impl Ports {
+    fn tcp(&mut self) -> anyhow::Result<SocketAddr> {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let addr = l.local_addr()?;
+        self.tcp.push(l);
+        Ok(addr)
+    }
+
+    fn udp(&mut self) -> anyhow::Result<SocketAddr> {
+        let s = UdpSocket::bind("127.0.0.1:0")?;
+        let addr = s.local_addr()?;
+        self.udp.push(s);
+        Ok(addr)
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn temp_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("goim-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Starts `program` with its output in `log`.
+fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::File::create(log)?;
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))
+}
+
+/// The last lines of a log, for an error message.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+impl ServerArgs {
+    /// Starts (or, with `--goim-http`, describes) the system under test.
+    pub async fn start(&self, system: System, transport: Transport) -> anyhow::Result<Running> {
+        match system {
+            System::Goim if self.goim_http.is_some() => Ok(self.external_goim()),
+            System::Goim => self.start_goim(transport).await,
+            System::Nats => self.start_nats().await,
+        }
+    }
+
+    fn external_goim(&self) -> Running {
+        Running {
+            system: System::Goim,
+            label: format!("goim (running, pids {:?})", self.server_pid),
+            publish_addr: self.goim_http.unwrap_or_else(|| loopback(3111)),
+            sub_addrs: self.goim_sub.clone(),
+            pids: self.server_pid.clone(),
+            children: Vec::new(),
+            dir: None,
+        }
+    }
+
+    async fn start_goim(&self, transport: Transport) -> anyhow::Result<Running> {
+        let bin = match &self.goim_bin {
+            Some(bin) => bin.clone(),
+            None => std::env::current_exe()?.with_file_name("goim"),
+        };
+        anyhow::ensure!(bin.exists(), "no goim binary at {} (build it, or pass --goim-bin)", bin.display());
+        let dir = temp_dir("goim")?;
+        // The derived default leaves room for 1,024 HTTP connections; a bench needs 8.
+        let max_connections =
+            procfs::open_files_limit().unwrap_or(20_000).saturating_sub(GOIM_FD_RESERVE).max(1_000);
+        let mut running = Running {
+            system: System::Goim,
+            label: String::new(),
+            publish_addr: loopback(0),
+            sub_addrs: Vec::new(),
+            pids: Vec::new(),
+            children: Vec::new(),
+            dir: Some(dir.clone()),
+        };
+        let roles: Vec<&str> = if self.comets == 0 { vec!["logic,job,comet"] } else { vec!["logic,job"] };
+        let roles: Vec<&str> = roles.into_iter().chain(std::iter::repeat_n("comet", self.comets)).collect();
+        let mut ports = Ports::default();
+        let mut addrs = Vec::new();
+        for _ in &roles {
+            addrs.push((ports.tcp()?, ports.tcp()?, ports.tcp()?, ports.udp()?));
+        }
+        drop(ports);
+        let logic_quic = addrs[0].3;
+        let mut healths = Vec::new();
+        for (i, (role, (http, tcp, ws, quic))) in roles.iter().zip(addrs).enumerate() {
+            let data = dir.join(format!("n{i}"));
+            let mut args: Vec<String> = vec!["run".into(), "--roles".into(), role.to_string()];
+            for (flag, value) in [
+                ("--data-dir", data.display().to_string()),
+                ("--http-addr", http.to_string()),
+                ("--tcp-addr", tcp.to_string()),
+                ("--ws-addr", ws.to_string()),
+                ("--quic-addr", quic.to_string()),
+                ("--max-connections", max_connections.to_string()),
+                ("--max-connections-per-ip", "0".into()),
+                ("--conn-rate-per-ip", "0".into()),
+                ("--auth-rate-per-ip", "0".into()),
+            ] {
+                args.extend([flag.to_string(), value]);
+            }
+            if i > 0 {
+                args.extend([
+                    "--node-id".into(),
+                    (i + 1).to_string(),
+                    "--logic".into(),
+                    logic_quic.to_string(),
+                ]);
+            }
+            args.extend(self.goim_args.iter().cloned());
+            let log = dir.join(format!("n{i}.log"));
+            let child = spawn(&bin, &args, &log)?;
+            running.pids.push(child.id());
+            running.children.push(child);
+            if i == 0 {
+                running.publish_addr = http;
+            }
+            if role.contains("comet") {
+                running.sub_addrs.push(if transport == Transport::Tcp { tcp } else { ws });
+            }
+            healths.push((http, log));
+        }
+        for (http, log) in &healths {
+            wait_healthy(*http, log).await?;
+        }
+        if self.comets > 0 {
+            wait_comets(running.publish_addr, self.comets).await?;
+        }
+        running.label = match self.comets {
+            0 => "goim (1 node, every role)".to_string(),
+            k => format!("goim (1 logic+job, {k} comets)"),
+        };
+        Ok(running)
+    }
+
+    async fn start_nats(&self) -> anyhow::Result<Running> {
+        let bin = find_or_install_nats(&self.nats_bin)?;
+        let dir = temp_dir("nats")?;
+        let conf = dir.join("nats.conf");
+        // The default cap (64k clients) would refuse a 100k-subscriber run.
+        std::fs::write(&conf, "max_connections: 1000000\n")?;
+        let addr = Ports::default().tcp()?;
+        let args: Vec<String> = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            addr.port().to_string(),
+            "-c".into(),
+            conf.display().to_string(),
+        ];
+        let log = dir.join("nats.log");
+        let child = spawn(&bin, &args, &log)?;
+        let version = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let running = Running {
+            system: System::Nats,
+            label: version.unwrap_or_else(|_| "nats-server".into()),
+            publish_addr: addr,
+            sub_addrs: vec![addr],
+            pids: vec![child.id()],
+            children: vec![child],
+            dir: Some(dir),
+        };
+        wait_nats(addr, &log).await?;
+        Ok(running)
+    }
+}
+
+async fn wait_healthy(http: SocketAddr, log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok((200, _)) = http1::get(http, "/health").await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("goim on {http} not healthy within {START_TIMEOUT:?}; its log ends:\n{}", log_tail(log));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the logic node lists `comets` live comets (pushes reach registered comets only).
+async fn wait_comets(http: SocketAddr, comets: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let listed = match http1::get(http, "/goim/nodes/instances").await {
+            Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["data"].as_array().map(Vec::len))
+                .unwrap_or(0),
+            _ => 0,
+        };
+        if listed >= comets {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the logic node lists {listed} of {comets} comets after {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until nats-server greets a client with its INFO line.
+async fn wait_nats(addr: SocketAddr, log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            let mut greeting = [0u8; 4];
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut greeting)).await
+            {
+                if &greeting == b"INFO" {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "nats-server on {addr} did not answer within {START_TIMEOUT:?}; its log ends:\n{}",
+                log_tail(log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The nats-server binary: `name` if it is a path, else found on PATH or in the sbin
+/// directories; installed with apt-get (Debian's package) when missing and root.
+fn find_or_install_nats(name: &str) -> anyhow::Result<PathBuf> {
+    let find = || -> Option<PathBuf> {
+        if name.contains('/') {
+            return Some(PathBuf::from(name)).filter(|p| p.exists());
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        let found = path
+            .split(':')
+            .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.exists());
+        found
+    };
+    if let Some(bin) = find() {
+        return Ok(bin);
+    }
+    if name.contains('/') || !procfs::is_root() {
+        bail!("{name} not found: install it (Debian: apt-get install nats-server) or pass --nats-bin PATH");
+    }
+    eprintln!("nats-server not found: installing Debian's package (apt-get install -y nats-server) …");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "nats-server"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).stdout(Stdio::null()).status();
+        anyhow::ensure!(
+            install(),
+            "apt-get install nats-server failed: install it by hand or pass --nats-bin PATH"
+        );
+    }
+    find().context("nats-server installed but not found on PATH or in /usr/sbin")
+}

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{get, Node};
+use common::{get, metrics, Node};
 use goim_net::client::{AuthRequest, Client, ClientError};
 use goim_net::packet::op;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -87,10 +87,6 @@ async fn push(node: &Node, path: &str, body: &str, token: Option<&str>) -> (u16,
 async fn expect_body(c: &mut Client, body: &str) {
     let p = c.recv_timeout(WAIT).await.unwrap().expect("a push");
     assert_eq!(String::from_utf8_lossy(&p.body), body);
-}
-
-async fn metrics(node: &Node) -> String {
-    reqwest::get(format!("{}/metrics", node.http())).await.unwrap().text().await.unwrap()
 }
 
 fn goim(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {

@@ -7,7 +7,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{eventually, post, Node};
+use common::{eventually, metric, metrics, post, Node};
 use goim_net::client::{AuthRequest, Client, ClientError};
 use goim_net::packet::{op, Packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,19 +37,6 @@ fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-async fn metrics(node: &Node) -> String {
-    reqwest::get(format!("{}/metrics", node.http())).await.unwrap().text().await.unwrap()
-}
-
-/// The sum of every sample whose line starts with `prefix` (a name, or a name with the
-/// leading labels, e.g. `goim_x_total{reason="a"`).
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// A server-side close as a client sees it: EOF, a reset, or a close frame.

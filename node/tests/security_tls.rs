@@ -124,14 +124,6 @@ async fn ws_recv(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> Vec<Packet> 
     }
 }
 
-async fn metric(node: &Node, prefix: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", node.http())).await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -187,8 +179,9 @@ async fn a_wss_client_receives_a_push_sent_over_https() {
         let read = tokio::time::timeout(WAIT, plain.read_to_end(&mut out)).await.expect("closed in time");
         assert!(read.is_err() || !String::from_utf8_lossy(&out).contains("200 OK"), "{out:?}");
     }
-    assert!(metric(&node, "goim_tls_handshake_failures_total{listener=\"https\"}").await >= 1.0);
-    assert!(metric(&node, "goim_tls_handshake_failures_total{listener=\"wss\"}").await >= 1.0);
+    let m = common::metrics(&node).await;
+    assert!(common::metric(&m, "goim_tls_handshake_failures_total{listener=\"https\"}") >= 1.0, "{m}");
+    assert!(common::metric(&m, "goim_tls_handshake_failures_total{listener=\"wss\"}") >= 1.0, "{m}");
     let plain_push =
         common::post(&format!("{}/goim/push/room?operation=1000&type=live&room=9", node.http()), "plain")
             .await;

@@ -175,3 +175,17 @@ where
 }
 
 pub mod cluster;
+
+/// The node's `/metrics` text.
+pub async fn metrics(node: &Node) -> String {
+    reqwest::get(format!("{}/metrics", node.http())).await.unwrap().text().await.unwrap()
+}
+
+/// The sum of every sample whose line starts with `prefix` (a name, or a name with the
+/// leading labels, e.g. `goim_x_total{reason="a"`).
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -8,21 +8,13 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::cluster::{auth_req, exclusive, join, wait_for, Cluster, ProcNode};
+use common::counter;
 use goim_net::quic::{read_frame, write_frame, ClusterTls, QuicEndpoint, SERVER_NAME};
 use goim_net::rpc::logic::LogicRequest;
 use goim_net::rpc::push::PushBatch;
 use goim_net::rpc::tail::{TailBatch, TailRequest};
 use goim_net::rpc::{PushRecord, PushTarget, Service};
 use goim_raft::network::RaftRpc;
-
-/// Sum of every sample of a Prometheus counter (all label sets).
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |a, b| a + b)
-}
 
 /// Random bytes that decode as neither a Raft RPC nor a logic request (random bytes could
 /// happen to be a valid vote or lease request, which is not what this test is about).

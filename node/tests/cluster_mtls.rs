@@ -10,17 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::cluster::{auth_req, exclusive, join, wait_for, Cluster};
+use common::counter;
 use goim_net::quic::{ClusterTls, SERVER_NAME};
 use goim_net::rpc::Service;
-
-/// Sum of every sample of a Prometheus counter (all label sets).
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |a, b| a + b)
-}
 
 /// `goim cluster certs --out DIR --nodes NODES`.
 fn certs(out: &Path, nodes: &str) {

@@ -1,5 +1,6 @@
 //! The node's HTTP server: `/health` and `/metrics` on every node whatever its roles, the
-//! logic API when it runs logic, the web demo at `/`, and goim's JSON 404 elsewhere.
+//! logic API when it runs logic, the web demo (web-demo/, embedded) at `/`, and goim's JSON
+//! 404 elsewhere.
 use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
@@ -57,17 +58,22 @@ pub fn router(health: Health, prometheus: Option<PrometheusHandle>) -> Router {
             }),
         )
         .route("/", get(|| async { Html(include_str!("../../web-demo/index.html")) }))
+        .route("/goim.js", get(|| async { asset("text/javascript", include_str!("../../web-demo/goim.js")) }))
+        .route("/app.js", get(|| async { asset("text/javascript", include_str!("../../web-demo/app.js")) }))
         .route(
-            "/goim.js",
-            get(|| async {
-                ([(header::CONTENT_TYPE, "text/javascript")], include_str!("../../web-demo/goim.js"))
-            }),
+            "/favicon.svg",
+            get(|| async { asset("image/svg+xml", include_str!("../../web-demo/favicon.svg")) }),
         )
         .fallback(not_found);
     match logic {
         Some(logic) => app.merge(logic_http::routes(logic)),
         None => app,
     }
+}
+
+/// A web-demo file (embedded: the demo works offline).
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn not_found() -> Response {

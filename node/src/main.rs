@@ -51,6 +51,9 @@ enum Command {
     },
     /// Mint an HS256 client token (for `--auth jwt --jwt-secret S`) and print it.
     Token(cli::token::TokenArgs),
+    /// Run a demo cluster on loopback (3 logic, 2 comet, 1 job processes by default) and
+    /// print the chat URL; Ctrl-C stops it.
+    Demo(cli::demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -123,6 +126,7 @@ fn main() -> std::process::ExitCode {
                 cli::log::tail(&target, from, follow).await
             }
             Some(Command::Token(args)) => cli::token::mint(&args),
+            Some(Command::Demo(args)) => cli::demo::run(&args).await,
         }
     });
     match result {

@@ -61,6 +61,7 @@ pub async fn run(
         rc.election_max_ms = cfg.raft_election_max_ms;
         rc.snapshot_every = cfg.snapshot_every;
         rc.batches_in_flight = cfg.raft_batches_in_flight;
+        rc.about = serde_json::json!({ "roles": cfg.roles, "http": cfg.http_addr.to_string() }).to_string();
         let cluster = Cluster::start(rc, endpoint.clone()).await.context("starting raft")?;
         Some(Logic::start(&cfg, cluster, &endpoint, shutdown.clone()))
     } else {

@@ -36,6 +36,8 @@ pub struct ClusterConfig {
     pub write_timeout: Duration,
     /// Write batches committing at once (see `proposer`).
     pub batches_in_flight: usize,
+    /// What this node says about itself when a member asks its status (`status`).
+    pub about: String,
 }
 
 impl ClusterConfig {
@@ -51,6 +53,7 @@ impl ClusterConfig {
             snapshot_every: 20_000,
             write_timeout: Duration::from_secs(5),
             batches_in_flight: 2,
+            about: String::new(),
         }
     }
 }
@@ -59,7 +62,8 @@ pub struct Cluster {
     pub raft: Raft,
     pub view: StateView,
     pub node_id: u64,
-    endpoint: Arc<QuicEndpoint>,
+    pub(crate) endpoint: Arc<QuicEndpoint>,
+    pub(crate) about: String,
     write_timeout: Duration,
     election_max_ms: u64,
     proposer: Proposer,
@@ -104,6 +108,7 @@ impl Cluster {
             view,
             node_id: cfg.node_id,
             endpoint: endpoint.clone(),
+            about: cfg.about.clone(),
             write_timeout: cfg.write_timeout,
             election_max_ms: cfg.election_max_ms,
             proposer,

@@ -1,6 +1,7 @@
 //! Client-side subcommands: they talk to a running node's HTTP API and print JSON (and
-//! `goim token` mints a client token offline).
+//! `goim token` mints a client token offline); `goim demo` runs a demo cluster of child processes.
 pub mod cluster;
+pub mod demo;
 pub mod log;
 pub mod token;
 

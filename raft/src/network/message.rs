@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Reply, Request};
 use crate::membership::{MembershipChange, MembershipView};
+use crate::status::MemberStatus;
 use crate::types::TypeConfig;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -17,6 +18,8 @@ pub enum RaftRpc {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// Work only the leader can do, forwarded by a follower.
     Leader(LeaderOp),
+    /// This member's view of the cluster (`/cluster/overview` asks every member).
+    Status,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +40,7 @@ pub enum RaftRpcReply {
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     Leader(Result<LeaderReply, WriteError>),
+    Status(MemberStatus),
     /// The request could not be decoded or served.
     Bad(String),
 }

@@ -22,6 +22,7 @@ impl StreamHandler for RaftService {
                 RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
                 RaftRpc::Snapshot(r) => RaftRpcReply::Snapshot(raft.install_snapshot(r).await),
                 RaftRpc::Leader(op) => RaftRpcReply::Leader(self.cluster.run_local(op).await),
+                RaftRpc::Status => RaftRpcReply::Status(self.cluster.local_status()),
             }
         }))
     }

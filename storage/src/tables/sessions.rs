@@ -1,8 +1,9 @@
 //! Sessions: one per authenticated connection, keyed by the client's key, with a mid index
-//! (push to mids) and a comet index (evict a dead comet's sessions).
+//! (push to mids) and a comet index (evict a dead comet's sessions); `in_room` lists a small
+//! room's members (the web demo's roster).
 use serde::{Deserialize, Serialize};
 
-use super::{key, Kv, Txn};
+use super::{key, prefix_end, Kv, Txn};
 use crate::StorageError;
 
 const SESSION: &[u8] = b"sess/";
@@ -72,4 +73,58 @@ pub fn keys_of_comet(txn: &Txn<'_>, comet: &str) -> Result<Vec<String>, StorageE
     let mut prefix = key(BY_COMET, &[comet.as_bytes()]);
     prefix.push(0);
     Ok(txn.keys_with_prefix(&prefix)?.iter().map(|k| suffix_after(&prefix, k)).collect())
+}
+
+/// The sessions in `room`, reading at most `max_scan` sessions of the table (there is no
+/// room index: this is a roster for a demo-sized cluster); the flag says whether the whole
+/// table was read.
+pub fn in_room(kv: &impl Kv, room: &str, max_scan: usize) -> Result<(Vec<Session>, bool), StorageError> {
+    let rows = kv.range_raw(SESSION, &prefix_end(SESSION), max_scan.saturating_add(1))?;
+    let complete = rows.len() <= max_scan;
+    let mut members = Vec::new();
+    for (_, v) in rows.iter().take(max_scan) {
+        let s: Session = goim_net::serial::decode(v)?;
+        if s.room == room {
+            members.push(s);
+        }
+    }
+    Ok((members, complete))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(key: &str, mid: i64, room: &str) -> Session {
+        Session {
+            key: key.into(),
+            mid,
+            comet: "c1".into(),
+            conn: 1,
+            room: room.into(),
+            accepts: vec![],
+            platform: "web".into(),
+            ip: "127.0.0.1".into(),
+            connected_ms: 0,
+        }
+    }
+
+    #[test]
+    fn in_room_lists_the_room_and_says_when_the_scan_stopped_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let mut txn = Txn::new(&tree);
+        put(&mut txn, &session("a", 1, "live://1")).unwrap();
+        put(&mut txn, &session("b", 2, "live://2")).unwrap();
+        put(&mut txn, &session("c", 3, "live://1")).unwrap();
+        txn.commit().unwrap();
+        let txn = Txn::new(&tree);
+        let (members, complete) = in_room(&txn, "live://1", 10).unwrap();
+        assert_eq!(members.iter().map(|s| s.mid).collect::<Vec<_>>(), vec![1, 3]);
+        assert!(complete);
+        let (members, complete) = in_room(&txn, "live://1", 2).unwrap();
+        assert_eq!(members.iter().map(|s| s.mid).collect::<Vec<_>>(), vec![1]);
+        assert!(!complete);
+    }
 }

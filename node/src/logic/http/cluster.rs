@@ -6,17 +6,16 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use goim_raft::membership::MembershipChange;
 use goim_storage::tables::{offsets, pushlog};
-use serde_json::json;
+use goim_storage::StateView;
+use serde_json::{json, Value};
 
 use super::{ok, ApiError, ApiResult, Params};
+use crate::clock::now_ms;
 use crate::logic::Logic;
 
 pub async fn status(State(logic): State<Arc<Logic>>) -> ApiResult {
     let m = logic.cluster.raft.metrics().borrow().clone();
-    let view = &logic.cluster.view;
-    let head = pushlog::head(view, 0)?;
-    let offset = offsets::offset(view, 0)?;
-    let lease = offsets::lease(view, 0)?;
+    let (push_log, jobs) = log_and_jobs(&logic.cluster.view)?;
     let comets = logic.live_comets()?;
     let members: serde_json::Map<String, serde_json::Value> =
         m.membership_config.membership().nodes().map(|(id, n)| (id.to_string(), json!(n.addr))).collect();
@@ -36,16 +35,29 @@ pub async fn status(State(logic): State<Arc<Logic>>) -> ApiResult {
         }),
         "members": members,
         "voters": voters,
-        "push_log": { "first_seq": head.first_seq, "last_seq": head.last_seq },
-        "jobs": [{
-            "partition": 0,
-            "offset": offset,
-            "lag": head.last_seq.saturating_sub(offset),
-            "lease_holder": lease.as_ref().map(|l| l.holder.clone()),
-            "lease_expires_ms": lease.as_ref().map(|l| l.expires_ms),
-        }],
+        "push_log": push_log,
+        "jobs": jobs,
         "comets": comets.iter().map(|c| json!({ "id": c.info.id, "conn_count": c.conn_count, "expires_ms": c.expires_ms })).collect::<Vec<_>>(),
     }))
+}
+
+/// The push log's head and the job partition's progress (offset, lag, lease), as
+/// `/cluster/status` and `/cluster/overview` give them.
+pub(super) fn log_and_jobs(view: &StateView) -> Result<(Value, Value), ApiError> {
+    let head = pushlog::head(view, 0)?;
+    let offset = offsets::offset(view, 0)?;
+    let lease = offsets::lease(view, 0)?;
+    let now = now_ms();
+    let push_log = json!({ "first_seq": head.first_seq, "last_seq": head.last_seq });
+    let jobs = json!([{
+        "partition": 0,
+        "offset": offset,
+        "lag": head.last_seq.saturating_sub(offset),
+        "lease_holder": lease.as_ref().map(|l| l.holder.clone()),
+        "lease_expires_ms": lease.as_ref().map(|l| l.expires_ms),
+        "lease_live": lease.as_ref().map(|l| l.expires_ms >= now),
+    }]);
+    Ok((push_log, jobs))
 }
 
 pub async fn add(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery) -> ApiResult {

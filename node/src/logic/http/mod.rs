@@ -1,11 +1,13 @@
 //! Logic's HTTP API: goim's `/goim/*` routes with goim's reply shape
 //! (`{"code":0,"message":"","data":…}`, HTTP 200 even for errors, code -400/-500), plus the
-//! extensions of docs/PROTOCOL.md §4.2 (push-log reads, cluster status).
+//! extensions of docs/PROTOCOL.md §4.2 (push-log reads, history, room members, cluster
+//! status and overview).
 mod cluster;
 mod history;
 mod log;
 mod nodes;
 mod online;
+mod overview;
 mod params;
 mod push;
 
@@ -39,16 +41,29 @@ pub fn routes(logic: Arc<Logic>) -> Router {
         .route("/goim/online/top", get(online::top))
         .route("/goim/online/room", get(online::room))
         .route("/goim/online/total", get(online::total))
+        .route("/goim/online/members", get(online::members))
         .route("/goim/nodes/weighted", get(nodes::weighted))
         .route("/goim/nodes/instances", get(nodes::instances))
         .route("/goim/log", get(log::read))
-        .route("/goim/history/room", get(history::room));
+        .route("/goim/history/room", get(history::room))
+        .route("/cluster/overview", get(overview::overview));
     let reads = if api.reads {
         reads.route_layer(middleware::from_fn_with_state(api, auth::api::require))
     } else {
         reads
     };
+    let reads = reads.route_layer(middleware::map_response(any_origin));
     guarded.merge(reads).with_state(logic)
+}
+
+/// Reads may be fetched by a page of another node (the web demo turns to another logic node
+/// when its own stops answering): simple GETs, no credentials, so any origin may read them.
+/// With `--api-token-reads` a browser must send the token, which this does not allow.
+async fn any_origin(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, axum::http::HeaderValue::from_static("*"));
+    response
 }
 
 #[derive(Serialize)]

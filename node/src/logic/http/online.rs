@@ -1,5 +1,6 @@
 //! `GET /goim/online/{top,room,total}`: online counts from the comets' latest reports,
 //! summed over every live comet. Rooms are stored as `type://id`; replies use the bare id.
+//! `GET /goim/online/members` [ext]: who is in a room now, from the session table.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -59,4 +60,26 @@ pub async fn total(State(logic): State<Arc<Logic>>) -> ApiResult {
     let conn: u64 = comets.iter().map(|c| u64::from(c.conn_count)).sum();
     let ip: u64 = comets.iter().map(|c| u64::from(c.ip_count)).sum();
     ok(json!({ "ip_count": ip, "conn_count": conn }))
+}
+
+/// Sessions read at most per `/goim/online/members` (the table has no room index).
+const MEMBERS_MAX_SCAN: usize = 10_000;
+/// Distinct mids listed at most.
+const MEMBERS_MAX_MIDS: usize = 200;
+
+/// `?type=&room=`: the room's connections now (sessions are written when a client joins, so
+/// the count does not wait for a comet report) and their distinct mids, at most 200.
+/// `complete` is false when the session table was larger than one scan reads.
+pub async fn members(State(logic): State<Arc<Logic>>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q);
+    let room = format!("{}://{}", p.required("type")?, p.required("room")?);
+    let (sessions, complete) =
+        goim_storage::tables::sessions::in_room(&logic.cluster.view, &room, MEMBERS_MAX_SCAN)?;
+    let mids: std::collections::BTreeSet<i64> = sessions.iter().map(|s| s.mid).collect();
+    ok(json!({
+        "room_id": room,
+        "count": sessions.len(),
+        "mids": mids.into_iter().take(MEMBERS_MAX_MIDS).collect::<Vec<_>>(),
+        "complete": complete,
+    }))
 }

@@ -68,6 +68,11 @@ pub async fn run(
         None
     };
 
+    let comet_runtime = if cfg.has(Role::Comet) && (cfg.has(Role::Logic) || cfg.has(Role::Job)) {
+        Some(comet_runtime().context("starting the comet's runtime")?)
+    } else {
+        None
+    };
     let logic_client = Arc::new(LogicClient::new(endpoint.clone(), cfg.logic_addrs(), RPC_TIMEOUT));
     if cfg.has(Role::Comet) {
         let advertise = |given: &str, addr: std::net::SocketAddr| {
@@ -101,9 +106,12 @@ pub async fn run(
             listen_backlog: cfg.listen_backlog,
             max_out_frame: max_out_frame(&cfg),
         };
-        comet::start(comet_cfg, endpoint.clone(), cfg.logic_addrs(), shutdown.clone())
-            .await
-            .context("starting comet")?;
+        let starting = comet::start(comet_cfg, endpoint.clone(), cfg.logic_addrs(), shutdown.clone());
+        match &comet_runtime {
+            Some(rt) => rt.spawn(starting).await.context("comet runtime")?,
+            None => starting.await,
+        }
+        .context("starting comet")?;
     }
     let job = cfg.has(Role::Job).then(|| {
         let job_cfg = JobConfig {
@@ -147,8 +155,21 @@ pub async fn run(
         logic.cluster.shutdown().await;
     }
     endpoint.shutdown().await;
+    if let Some(rt) = comet_runtime {
+        // Its connections were closed with the shutdown token; what is left is dropped.
+        rt.shutdown_background();
+    }
     info!("stopped");
     Ok(())
+}
+
+/// The runtime a comet sharing its process with logic or a job runs on: its own worker
+/// threads, so that fanning a push out to thousands of connections (thousands of ready
+/// tasks) does not queue Raft, the push API's acks and the job behind it. On one shared
+/// runtime a 10k-subscriber room took 30 pushes/s; on its own, as many as a comet-only
+/// process (docs/BENCHMARKS.md, issue [perf-fanout]).
+fn comet_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().thread_name("goim-comet").enable_all().build()
 }
 
 /// The comet's client bounds from the settings (`--max-connections 0`: derived from the

@@ -59,6 +59,9 @@ pub fn error_body(why: &str) -> Bytes {
 }
 
 /// Serves one accepted connection until it closes. `deadline` ends the handshake.
+///
+/// The handshake (auth, logic's answer, the room's replay) runs boxed: its state is large
+/// and short-lived, and an idle connection's task keeps only the small state of `run`.
 pub async fn serve<R: PacketSource, W: FrameSink>(
     comet: Arc<Comet>,
     peer: SocketAddr,
@@ -66,9 +69,26 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     mut reader: R,
     writer: W,
 ) {
-    let Some(auth) = await_auth(&comet, deadline, &mut reader).await else {
-        hang_up(writer, None).await;
+    let Some(conn) = Box::pin(handshake(comet, peer, deadline, &mut reader, writer)).await else {
         return;
+    };
+    let idle_timeout = conn.heartbeat.saturating_mul(2);
+    conn.run(&mut reader, idle_timeout).await;
+    conn.teardown();
+}
+
+/// Auth through to the channel registered, its writer started and the auth reply (with
+/// the room's replay) queued; `None` when the connection was refused or went away.
+async fn handshake<R: PacketSource, W: FrameSink>(
+    comet: Arc<Comet>,
+    peer: SocketAddr,
+    deadline: Instant,
+    reader: &mut R,
+    writer: W,
+) -> Option<Connection> {
+    let Some(auth) = await_auth(&comet, deadline, reader).await else {
+        hang_up(writer, None).await;
+        return None;
     };
     let conn = comet.next_conn_id();
     let Authenticated { session, heartbeat, joined, resume, grant } =
@@ -79,7 +99,7 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
                 tracing::debug!(%peer, why = %refusal.why, reason = refusal.reason, "auth refused");
                 let reply = auth.reply(op::AUTH_REPLY, error_body(&refusal.why));
                 hang_up(writer, Some(reply)).await;
-                return;
+                return None;
             }
         };
 
@@ -107,16 +127,15 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     ch.resume(Frame::Packet(auth.reply(op::AUTH_REPLY, body).to_bytes()), plan.room_seq, plan.replay);
 
     let uplink_rate = TokenBucket::new(comet.config().limits.uplink_rate, Instant::now());
-    let conn = Connection {
+    Some(Connection {
         comet,
         ch,
+        heartbeat,
         uplink: Arc::new(Semaphore::new(MAX_UPLINK_IN_FLIGHT)),
         uplink_sent: Default::default(),
         uplink_rate: std::sync::Mutex::new(uplink_rate),
         grant: std::sync::Mutex::new(grant),
-    };
-    conn.run(&mut reader, heartbeat.saturating_mul(2)).await;
-    conn.teardown();
+    })
 }
 
 /// Closes a connection that never got a channel, after writing `last_words` if given.
@@ -216,6 +235,8 @@ struct Authenticated {
 struct Connection {
     comet: Arc<Comet>,
     ch: Arc<Channel>,
+    /// The interval told to the client; twice it without a heartbeat closes the connection.
+    heartbeat: Duration,
     uplink: Arc<Semaphore>,
     /// Op-4 messages sent so far (numbers each one for its idempotency id).
     uplink_sent: std::sync::atomic::AtomicU64,
@@ -270,7 +291,9 @@ impl Connection {
                 return ControlFlow::Continue(());
             }
             op::CHANGE_ROOM => {
-                self.change_room(&p).await;
+                // Boxed: a room change's state (logic's answer, the replay) is large and
+                // rare; the idle connection's task should not carry room for it.
+                Box::pin(self.change_room(&p)).await;
                 return self.still_open();
             }
             op::SUB => {
@@ -448,6 +471,30 @@ mod tests {
     use crate::comet::testkit::{auth, closed, rec, wait_until, Cluster, TestConfig};
     use goim_net::client::{AuthRequest, Client, ClientError};
     use goim_net::rpc::PushTarget;
+
+    /// What an idle TCP connection's two tasks hold (their futures' state) stays small:
+    /// the handshake's state is boxed and gone once it is done (issue [perf-fanout]:
+    /// ≤ 2 KB per idle connection in all).
+    #[tokio::test]
+    async fn idle_connection_task_state_is_small() {
+        let cluster = Cluster::start().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let (read, write) = server.into_split();
+        let source = crate::comet::tcp::TcpSource::new(read, 4096);
+        let sink = crate::comet::tcp::TcpSink(write);
+        let reader = serve(cluster.comet.clone(), peer, Instant::now(), source, sink);
+        let reader_size = std::mem::size_of_val(&reader);
+        let (_, write) = client.into_split();
+        let policy = cluster.comet.queue_policy();
+        let ch = Arc::new(Channel::new(1, peer.ip(), Session::default(), policy, Default::default()));
+        let writer = writer::run(ch, crate::comet::tcp::TcpSink(write));
+        let writer_size = std::mem::size_of_val(&writer);
+        eprintln!("reader task state {reader_size} B, writer task state {writer_size} B");
+        assert!(reader_size <= 896, "reader task state {reader_size} B");
+        assert!(writer_size <= 640, "writer task state {writer_size} B");
+    }
 
     #[tokio::test]
     async fn auth_and_heartbeat_over_tcp_and_ws() {

@@ -25,6 +25,8 @@ use super::{conn, Comet};
 
 /// Room made for each socket read.
 const READ_CHUNK: usize = 4096;
+/// Packet bodies up to this size are copied out of the read buffer (see `next_packet`).
+const OWN_BODY_UP_TO: usize = 1024;
 
 /// Serves an admitted connection in its own task (`conn::serve`); its place in the
 /// comet's counts is given back when it ends.
@@ -69,7 +71,14 @@ impl PacketSource for TcpSource {
 
     async fn next_packet(&mut self) -> Result<Option<Packet>, ReadError> {
         loop {
-            if let Some(packet) = decode(&mut self.buf, self.max_body).map_err(violation)? {
+            if let Some(mut packet) = decode(&mut self.buf, self.max_body).map_err(violation)? {
+                if self.buf.is_empty() && packet.body.len() <= OWN_BODY_UP_TO {
+                    // The body shares the read buffer's allocation: a small one gets its
+                    // own, so the buffer goes now, not when the packet does (an auth
+                    // packet is kept for the whole handshake).
+                    packet.body = Bytes::copy_from_slice(&packet.body);
+                    self.buf = BytesMut::new();
+                }
                 return Ok(Some(packet));
             }
             if self.buf.is_empty() {

@@ -1,8 +1,9 @@
 //! The per-connection writer task: waits for the channel's queue, then drains everything
 //! queued into one coalesced write. It swaps queue buffers with the channel rather than
-//! allocating one per wake-up, and lets a grown buffer go once it is idle again. Write coalescing is what fanout throughput hinges on
-//! (docs/ARCHITECTURE.md §9): one write per message is twenty times slower. A `finish`ed channel is
-//! closed once its last words are written.
+//! allocating one per wake-up, and lets its buffer go when the connection is quiet. Write
+//! coalescing is what fan-out throughput hinges on (docs/ARCHITECTURE.md §9): one write
+//! per message is twenty times slower. A `finish`ed channel is closed once its last words
+//! are written.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Frames a spare queue buffer may keep room for between wake-ups; a bigger one (after a
 /// burst) is freed, so idle connections stay small.
 const SPARE_KEEP: usize = 16;
+/// A wake-up whose buffer held room for no more frames than this was a quiet one.
+const IDLE_WAKE_UP: usize = 4;
 
 /// Runs until the channel closes or a write fails (which closes the channel).
 pub async fn run<W: FrameSink>(ch: Arc<Channel>, mut sink: W) {
@@ -37,8 +40,11 @@ pub async fn run<W: FrameSink>(ch: Arc<Channel>, mut sink: W) {
                     break;
                 }
             }
+            let busy = frames.capacity() > IDLE_WAKE_UP;
             frames.clear();
-            if frames.capacity() > SPARE_KEEP {
+            if !busy || frames.capacity() > SPARE_KEEP {
+                // A quiet connection (a reply now and then) keeps no spare buffer; a busy
+                // one keeps a modest one to trade with the channel's queue.
                 frames = VecDeque::new();
             }
         }

@@ -6,8 +6,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::frame::{take_packet, Packet, PacketError, HEADER_LEN};
 
-/// tungstenite allocates its read buffer eagerly: keep it small per connection.
-const SERVER_READ_BUFFER: usize = 4096;
+/// tungstenite allocates (and zero-fills) its read buffer eagerly and keeps it for the
+/// connection's life: keep it small, as client messages are (heartbeats, auth, room
+/// changes); a larger message makes it grow to the message's size.
+const SERVER_READ_BUFFER: usize = 512;
 /// tungstenite's write buffer: frames collect here until it is this full (or flushed).
 const SERVER_WRITE_BUFFER: usize = 128 * 1024;
 

@@ -101,6 +101,9 @@ pub enum Pushed {
     Closed,
     /// Room messages the channel had queued already.
     Duplicate,
+    /// The queue is full (internal: `push` turns it into `Closed` or `Dropped` per the
+    /// policy).
+    Full,
 }
 
 /// Where the channel is in its room's stream.
@@ -110,6 +113,13 @@ struct RoomFlow {
     seen: u64,
     /// `Some` while a replay is being prepared: frames pushed meanwhile, in order.
     held: Option<Vec<Frame>>,
+}
+
+/// What a push touches.
+#[derive(Default)]
+struct Outbound {
+    flow: RoomFlow,
+    queue: VecDeque<Frame>,
 }
 
 /// The session state logic confirmed at auth.
@@ -131,11 +141,12 @@ pub struct Channel {
     room: Mutex<Option<String>>,
     /// Sorted, without duplicates.
     accepts: Mutex<Vec<i32>>,
-    /// Locked before `queue` when both are.
-    flow: Mutex<RoomFlow>,
-    queue: Mutex<VecDeque<Frame>>,
+    /// The room stream position and the queue, under one lock: a push takes it once.
+    out: Mutex<Outbound>,
     ready: Notify,
     closed: CancellationToken,
+    /// Set by `close`: checked on every push without touching the token's lock.
+    shut: AtomicBool,
     /// Set by `finish`: nothing more is queued, the writer closes once the queue is out.
     finishing: AtomicBool,
     policy: QueuePolicy,
@@ -160,10 +171,10 @@ impl Channel {
             ip,
             room: Mutex::new(session.room),
             accepts: Mutex::new(accepts),
-            flow: Mutex::new(RoomFlow::default()),
-            queue: Mutex::new(VecDeque::new()),
+            out: Mutex::new(Outbound::default()),
             ready: Notify::new(),
             closed,
+            shut: AtomicBool::new(false),
             finishing: AtomicBool::new(false),
             policy,
         }
@@ -201,43 +212,58 @@ impl Channel {
     /// Queues `frame` for the writer without blocking (or holds it back during a replay).
     /// A full queue closes the channel or drops the frame, per the policy, and counts it.
     pub fn push(&self, frame: Frame) -> Pushed {
-        let mut flow = lock(&self.flow);
-        if let Some(held) = flow.held.as_mut() {
+        let mut out = lock(&self.out);
+        if let Some(held) = out.flow.held.as_mut() {
             if self.is_closed() {
                 return Pushed::Closed;
             }
             if held.len() >= self.policy.capacity {
-                drop(flow);
+                drop(out);
                 return self.overflow();
             }
             held.push(frame);
             return Pushed::Queued;
         }
-        self.queue_in_flow(&mut flow, frame)
+        let pushed = self.queue_in_flow(&mut out, frame);
+        drop(out);
+        self.queued(pushed)
     }
 
     /// Holds every frame back from now until `resume` (the channel is about to join a room
     /// whose replay the comet prepares).
     pub fn hold(&self) {
-        lock(&self.flow).held.get_or_insert_with(Vec::new);
+        lock(&self.out).flow.held.get_or_insert_with(Vec::new);
     }
 
     /// Ends a hold: queues `reply`, then the `replay` of room history after offset `seen`,
     /// then what was held back, skipping room messages already queued.
     pub fn resume(&self, reply: Frame, seen: u64, replay: Vec<Frame>) {
-        let mut flow = lock(&self.flow);
-        let held = flow.held.take().unwrap_or_default();
-        flow.seen = seen;
-        self.queue_in_flow(&mut flow, reply);
+        let mut out = lock(&self.out);
+        let held = out.flow.held.take().unwrap_or_default();
+        out.flow.seen = seen;
+        let mut last = self.queue_in_flow(&mut out, reply);
+        let mut any = last == Pushed::Queued;
         for frame in replay.into_iter().chain(held) {
-            if self.queue_in_flow(&mut flow, frame) == Pushed::Closed {
-                return;
+            if last == Pushed::Full || last == Pushed::Closed {
+                break;
             }
+            last = self.queue_in_flow(&mut out, frame);
+            any |= last == Pushed::Queued;
+        }
+        drop(out);
+        if any {
+            self.ready.notify_one();
+        }
+        if last == Pushed::Full {
+            self.overflow();
         }
     }
 
-    /// Queues `frame`, dropping room messages at or below `flow.seen`.
-    fn queue_in_flow(&self, flow: &mut RoomFlow, frame: Frame) -> Pushed {
+    /// Queues `frame` (the caller holds `out`), dropping room messages at or below
+    /// `flow.seen`; a full queue is `Full`, for `queued` to apply the policy once the lock
+    /// is released.
+    fn queue_in_flow(&self, out: &mut Outbound, frame: Frame) -> Pushed {
+        let flow = &mut out.flow;
         let frame = match frame {
             Frame::Room(r) if r.last <= flow.seen => return Pushed::Duplicate,
             Frame::Room(r) if r.first <= flow.seen => match r.after(flow.seen) {
@@ -254,26 +280,30 @@ impl Channel {
             Frame::Room(r) => Some(r.last),
             _ => None,
         };
-        let pushed = self.enqueue(frame);
-        if let (Pushed::Queued, Some(last)) = (pushed, last) {
-            flow.seen = last;
-        }
-        pushed
-    }
-
-    fn enqueue(&self, frame: Frame) -> Pushed {
-        if self.is_closed() || self.finishing.load(Ordering::Acquire) {
+        if self.shut.load(Ordering::Acquire) || self.finishing.load(Ordering::Acquire) {
             return Pushed::Closed;
         }
-        let mut queue = lock(&self.queue);
-        if queue.len() >= self.policy.capacity {
-            drop(queue);
-            return self.overflow();
+        if out.queue.len() >= self.policy.capacity {
+            return Pushed::Full;
         }
-        queue.push_back(frame);
-        drop(queue);
-        self.ready.notify_one();
+        out.queue.push_back(frame);
+        if let Some(last) = last {
+            out.flow.seen = last;
+        }
         Pushed::Queued
+    }
+
+    /// After the lock: wakes the writer for a queued frame, applies the slow-consumer
+    /// policy to a full queue.
+    fn queued(&self, pushed: Pushed) -> Pushed {
+        match pushed {
+            Pushed::Queued => {
+                self.ready.notify_one();
+                Pushed::Queued
+            }
+            Pushed::Full => self.overflow(),
+            other => other,
+        }
     }
 
     /// The slow-consumer policy, applied to a frame that found the queue full.
@@ -295,13 +325,13 @@ impl Channel {
     /// pass two buffers back and forth instead of allocating one per wake-up.
     pub fn take_into(&self, into: &mut VecDeque<Frame>) {
         debug_assert!(into.is_empty());
-        std::mem::swap(&mut *lock(&self.queue), into);
+        std::mem::swap(&mut lock(&self.out).queue, into);
     }
 
     /// Everything queued so far, in order.
     #[cfg(test)]
     pub fn take_all(&self) -> VecDeque<Frame> {
-        std::mem::take(&mut *lock(&self.queue))
+        std::mem::take(&mut lock(&self.out).queue)
     }
 
     /// Resolves once something was pushed since the last `take_into` (or right away if a
@@ -312,8 +342,9 @@ impl Channel {
 
     /// Closes the connection: the reader and writer tasks see it and end. Idempotent.
     pub fn close(&self) {
+        self.shut.store(true, Ordering::Release);
         self.closed.cancel();
-        lock(&self.queue).clear();
+        lock(&self.out).queue.clear();
     }
 
     /// Closes the connection once what is queued now has been written (last words, such
@@ -325,11 +356,11 @@ impl Channel {
 
     /// `finish` was called and everything queued before it has been taken by the writer.
     pub fn finished(&self) -> bool {
-        self.finishing.load(Ordering::Acquire) && lock(&self.queue).is_empty()
+        self.finishing.load(Ordering::Acquire) && lock(&self.out).queue.is_empty()
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.shut.load(Ordering::Acquire) || self.closed.is_cancelled()
     }
 
     pub async fn closed(&self) {

@@ -65,20 +65,27 @@ impl Delivered {
 
 pub struct PushHandler {
     comet: Weak<Comet>,
+    /// The comet's runtime: streams are served there, so waking a connection's writer
+    /// is a push onto the local run queue, not a cross-runtime wake-up (a comet sharing
+    /// its process runs on its own runtime, the QUIC endpoint on the other).
+    runtime: tokio::runtime::Handle,
 }
 
 impl PushHandler {
+    /// Call on the comet's runtime.
     pub fn new(comet: &Arc<Comet>) -> PushHandler {
-        PushHandler { comet: Arc::downgrade(comet) }
+        PushHandler { comet: Arc::downgrade(comet), runtime: tokio::runtime::Handle::current() }
     }
 }
 
 impl StreamHandler for PushHandler {
     fn handle(self: Arc<Self>, stream: BiStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let Some(comet) = self.comet.upgrade() else {
+            return Box::pin(async {});
+        };
+        let serving = self.runtime.spawn(serve_stream(comet, stream));
         Box::pin(async move {
-            if let Some(comet) = self.comet.upgrade() {
-                serve_stream(comet, stream).await;
-            }
+            let _ = serving.await;
         })
     }
 }

@@ -60,7 +60,9 @@ pub fn serve(
             None => upgrade_and_serve(comet, stream, peer, deadline).await,
             Some(tls) => {
                 let timeout = deadline.saturating_duration_since(Instant::now());
-                if let Some(secured) = tls.accept(stream, "wss", timeout, comet.shutdown_token()).await {
+                // Boxed, like the upgrade: a task keeps the size of its largest state.
+                let accepting = Box::pin(tls.accept(stream, "wss", timeout, comet.shutdown_token()));
+                if let Some(secured) = accepting.await {
                     upgrade_and_serve(comet, secured, peer, deadline).await;
                 }
             }
@@ -84,10 +86,12 @@ pub fn refusal(refused: Refused) -> Bytes {
     Bytes::from(out)
 }
 
-/// The upgrade counts against the handshake timeout, like the auth that follows it.
+/// The upgrade counts against the handshake timeout, like the auth that follows it. It
+/// runs boxed: the HTTP handshake's state is large and over once the connection is up,
+/// and a task would otherwise keep room for it as long as the connection lives.
 async fn upgrade_and_serve<S: WsIo>(comet: Arc<Comet>, stream: S, peer: SocketAddr, deadline: Instant) {
     let config = server_ws_config(comet.config().max_body, comet.config().max_out_frame);
-    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
+    let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)));
     let ws = tokio::select! {
         _ = comet.shutdown_token().cancelled() => return,
         upgraded = tokio::time::timeout_at(deadline, upgrade) => match upgraded {

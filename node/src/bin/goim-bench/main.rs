@@ -6,6 +6,8 @@
 //! - `conns`: N authenticated connections held with heartbeats, memory sampled (`conns.rs`).
 //! - `push`: acknowledged pushes/s against running logic nodes (`push.rs`).
 //! - `recover`: a reconnect storm against a running node (`recover.rs`).
+//! - `plot`: deliveries/s and p99 against subscriber count, drawn from `--json` runs
+//!   (`plot.rs`).
 //!
 //! Subscribers live in worker processes (this binary again, hidden `worker` subcommand,
 //! `worker/`), at most ~15,000 sockets each over several source addresses, so one process's
@@ -15,6 +17,7 @@ mod fleet;
 mod hist;
 mod http1;
 mod load;
+mod plot;
 mod procfs;
 mod progress;
 mod publish;
@@ -40,6 +43,9 @@ enum Bench {
     Push(push::PushArgs),
     /// Reconnect storm: N clients resume at once, each replaying M missed room messages.
     Recover(recover::RecoverArgs),
+    /// Draws deliveries/s (fanout runs) and p99 (latency runs) against subscriber count
+    /// from `--json` output, as SVG.
+    Plot(plot::PlotArgs),
     /// A subscriber process of a run (started by the bench itself).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -60,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             Bench::Conns(args) => conns::run(args).await,
             Bench::Push(args) => push::run(args).await.map(|()| 0),
             Bench::Recover(args) => recover::run(args).await.map(|()| 0),
+            Bench::Plot(args) => plot::run(&args).map(|()| 0),
             Bench::Worker(_) => Ok(0),
         }
     })?;

@@ -65,6 +65,11 @@ pub struct ServerArgs {
     /// with every role). Subscribers spread over the comets.
     #[arg(long, default_value_t = 0)]
     pub comets: usize,
+    /// Logic voters (Raft replicas, every write fsync'd on a majority before its ack). With
+    /// more than one and `--comets 0`, each voter is a whole node (logic and comet, the
+    /// first also the job) and subscribers spread over them; pushes go to the leader.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=7))]
+    pub voters: u64,
     /// One more flag for every goim process started (repeat for more), e.g. `--goim-arg=--outbound-queue=4096`.
     #[arg(long = "goim-arg", allow_hyphen_values = true)]
     pub goim_args: Vec<String>,
@@ -218,15 +223,27 @@ impl ServerArgs {
             children: Vec::new(),
             dir: Some(dir.clone()),
         };
-        let roles: Vec<&str> = if self.comets == 0 { vec!["logic,job,comet"] } else { vec!["logic,job"] };
-        let roles: Vec<&str> = roles.into_iter().chain(std::iter::repeat_n("comet", self.comets)).collect();
+        let voters = usize::try_from(self.voters).unwrap_or(1);
+        let whole = self.comets == 0;
+        let roles: Vec<&str> = (0..voters)
+            .map(|i| match (i == 0, whole) {
+                (true, true) => "logic,job,comet",
+                (true, false) => "logic,job",
+                (false, true) => "logic,comet",
+                (false, false) => "logic",
+            })
+            .chain(std::iter::repeat_n("comet", self.comets))
+            .collect();
         let mut ports = Ports::default();
         let mut addrs = Vec::new();
         for _ in &roles {
             addrs.push((ports.tcp()?, ports.tcp()?, ports.tcp()?, ports.udp()?));
         }
         drop(ports);
-        let logic_quic = addrs[0].3;
+        let logic_quic: Vec<String> = addrs[..voters].iter().map(|a| a.3.to_string()).collect();
+        let peers: Vec<String> =
+            logic_quic.iter().enumerate().map(|(i, q)| format!("{}={q}", i + 1)).collect();
+        let mut https = Vec::new();
         let mut healths = Vec::new();
         for (i, (role, (http, tcp, ws, quic))) in roles.iter().zip(addrs).enumerate() {
             let data = dir.join(format!("n{i}"));
@@ -244,14 +261,17 @@ impl ServerArgs {
             ] {
                 args.extend([flag.to_string(), value]);
             }
-            if i > 0 {
+            if voters > 1 && i < voters {
+                args.extend(["--node-id".into(), (i + 1).to_string(), "--peers".into(), peers.join(",")]);
+            } else if i > 0 {
                 args.extend([
                     "--node-id".into(),
                     (i + 1).to_string(),
                     "--logic".into(),
-                    logic_quic.to_string(),
+                    logic_quic.join(","),
                 ]);
             }
+            https.push(http);
             args.extend(self.goim_args.iter().cloned());
             let log = dir.join(format!("n{i}.log"));
             let child = spawn(&bin, &args, &log)?;
@@ -268,12 +288,18 @@ impl ServerArgs {
         for (http, log) in &healths {
             wait_healthy(*http, log).await?;
         }
-        if self.comets > 0 {
-            wait_comets(running.publish_addr, self.comets).await?;
+        if voters > 1 {
+            running.publish_addr = wait_leader(&https[..voters]).await?;
         }
-        running.label = match self.comets {
-            0 => "goim (1 node, every role)".to_string(),
-            k => format!("goim (1 logic+job, {k} comets)"),
+        let comets = if whole { voters } else { self.comets };
+        if comets > 1 || self.comets > 0 {
+            wait_comets(running.publish_addr, comets).await?;
+        }
+        running.label = match (voters, self.comets) {
+            (1, 0) => "goim (1 node, every role)".to_string(),
+            (1, k) => format!("goim (1 logic+job, {k} comets)"),
+            (v, 0) => format!("goim ({v} whole nodes, Raft)"),
+            (v, k) => format!("goim ({v} logic voters, {k} comets)"),
         };
         Ok(running)
     }
@@ -342,6 +368,25 @@ async fn wait_comets(http: SocketAddr, comets: usize) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             bail!("the logic node lists {listed} of {comets} comets after {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the voters agree on a leader; returns its HTTP address (pushes go there,
+/// not through a forwarding follower).
+async fn wait_leader(https: &[SocketAddr]) -> anyhow::Result<SocketAddr> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok((200, body)) = http1::get(https[0], "/cluster/status").await {
+            let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let leader = status["data"]["leader"].as_u64().and_then(|id| usize::try_from(id).ok());
+            if let Some(http) = leader.and_then(|id| id.checked_sub(1)).and_then(|i| https.get(i)) {
+                return Ok(*http);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no Raft leader among {} voters after {START_TIMEOUT:?}", https.len());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{
     auth_req, check_room_stream, data_of, exclusive, join, wait_for, Cluster, Inbox, Pusher,
 };
-use goim_net::client::Client;
+use goim_client::Client;
 
 const ROOM: &str = "live://1";
 const ROOM_OP: i32 = 3000;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
-use goim_net::client::{AuthRequest, Client, Event, ResumeConfig, ResumingClient};
+use goim_client::{AuthRequest, Client, Event, ResumeConfig, ResumingClient};
 use goim_net::packet::Packet;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -469,7 +469,7 @@ impl Connection {
 mod tests {
     use super::*;
     use crate::comet::testkit::{auth, closed, rec, wait_until, Cluster, TestConfig};
-    use goim_net::client::{AuthRequest, Client, ClientError};
+    use goim_client::{AuthRequest, Client, ClientError};
     use goim_net::rpc::PushTarget;
 
     /// What an idle TCP connection's two tasks hold (their futures' state) stays small:

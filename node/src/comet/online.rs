@@ -151,7 +151,7 @@ pub async fn resync(comet: &Comet) -> Result<(), RpcError> {
 mod tests {
     use super::*;
     use crate::comet::testkit::{auth, Cluster};
-    use goim_net::client::Client;
+    use goim_client::Client;
 
     #[test]
     fn snapshot_keeps_only_the_other_comets_share() {

@@ -172,7 +172,7 @@ fn frames(records: Vec<PushRecord>) -> Vec<Frame> {
 mod tests {
     use super::*;
     use crate::comet::testkit::{auth, Cluster};
-    use goim_net::client::{AuthRequest, Client};
+    use goim_client::{AuthRequest, Client};
     use goim_net::packet::{op, split_batch};
     use goim_net::rpc::PushTarget;
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use goim_net::client::{AuthRequest, Client, ClientError};
+use goim_client::{AuthRequest, Client, ClientError};
 use goim_net::quic::{
     read_frame, serve_unary, write_frame, BiStream, ClusterTls, QuicEndpoint, StreamHandler,
 };

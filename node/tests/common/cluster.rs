@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use goim_net::client::{AuthReply, AuthRequest, Client};
+use goim_client::{AuthReply, AuthRequest, Client};
 use goim_net::packet::Packet;
 use serde_json::Value;
 use tokio::task::JoinHandle;

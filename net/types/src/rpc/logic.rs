@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{PushRecord, RpcError};
-pub use crate::packet::auth::AuthBody;
+pub use crate::auth::AuthBody;
 
 /// A comet as registered in the cluster (goim's discovery instance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

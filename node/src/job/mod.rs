@@ -11,7 +11,6 @@ mod tail;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use goim_net::rpc::logic::{LogicReply, LogicRequest};
 use goim_net::rpc::logic_client::LogicClient;
 use goim_net::rpc::record::Partition;
 use goim_net::rpc::PushRecord;
@@ -127,10 +126,8 @@ async fn run(
 }
 
 async fn commit(cfg: &JobConfig, logic: &LogicClient, seq: u64) -> anyhow::Result<()> {
-    let req = LogicRequest::CommitOffset { partition: cfg.partition, job: cfg.id.clone(), seq };
-    match logic.call(&req).await {
-        Ok(LogicReply::Offset(_)) => Ok(()),
-        Ok(other) => anyhow::bail!("unexpected reply to commit: {other:?}"),
+    match logic.commit_offset(cfg.partition, &cfg.id, seq).await {
+        Ok(_) => Ok(()),
         Err(e) => anyhow::bail!("commit offset {seq}: {e}"),
     }
 }

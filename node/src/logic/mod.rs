@@ -12,8 +12,8 @@ use std::sync::Arc;
 use goim_net::quic::QuicEndpoint;
 use goim_net::rpc::logic::CometInfo;
 use goim_net::rpc::Service;
-use goim_raft::command::{Push, PushTo};
-use goim_raft::{Cluster, Reply, Request, WriteError};
+use goim_raft::command::{Push, PushTo, Pushed};
+use goim_raft::{Cluster, WriteError};
 use goim_storage::tables::{comets, requests};
 use tokio_util::sync::CancellationToken;
 
@@ -44,13 +44,6 @@ pub struct Logic {
     pub unsafe_ack_before_commit: bool,
     /// The HTTP API's bearer token (`--api-token`).
     pub api_auth: ApiAuth,
-}
-
-/// What a push committed as: the last log seq and, for room pushes, the room offset.
-#[derive(Debug, Clone, Copy)]
-pub struct Pushed {
-    pub seq: u64,
-    pub room_seq: u64,
 }
 
 impl Logic {
@@ -103,11 +96,7 @@ impl Logic {
             Some(k) => requests::client_id(k),
             None => requests::generated_id(ts_ms, rand::random()),
         };
-        let cmd = Request::Push(Push { id, to, op, body, ts_ms, room_keep: self.room_retention_records });
-        match self.cluster.write(cmd).await? {
-            Reply::Pushed { seq, room_seq } => Ok(Pushed { seq, room_seq }),
-            other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),
-        }
+        self.cluster.propose(Push { id, to, op, body, ts_ms, room_keep: self.room_retention_records }).await
     }
 
     /// Comets whose registration has not expired, by the local clock.

@@ -102,7 +102,7 @@ impl Cluster {
         let view = sm.view();
         let raft =
             Raft::new(cfg.node_id, Arc::new(config), QuicNetwork::new(endpoint.clone()), log, sm).await?;
-        let (proposer, proposals) = Proposer::new();
+        let (proposer, proposals) = Proposer::new(proposer::QUEUE);
         let cluster = Arc::new(Cluster {
             raft,
             view,

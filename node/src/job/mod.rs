@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::comet_link::Comets;
+use crate::config::Config;
 
 #[derive(Debug, Clone)]
 pub struct JobConfig {
@@ -27,6 +28,18 @@ pub struct JobConfig {
     pub batch_records: usize,
     pub batch_bytes: usize,
     pub lease_ttl: Duration,
+}
+
+impl From<&Config> for JobConfig {
+    fn from(cfg: &Config) -> JobConfig {
+        JobConfig {
+            id: format!("job-{}", cfg.quic_addr),
+            partition: 0,
+            batch_records: cfg.job_batch_records,
+            batch_bytes: cfg.job_batch_bytes,
+            lease_ttl: Duration::from_millis(cfg.job_lease_ms),
+        }
+    }
 }
 
 /// Commit the offset at least this often while records flow (and whenever idle).

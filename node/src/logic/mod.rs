@@ -13,7 +13,7 @@ use goim_net::quic::QuicEndpoint;
 use goim_net::rpc::logic::CometInfo;
 use goim_net::rpc::Service;
 use goim_raft::command::{Push, PushTo, Pushed};
-use goim_raft::{Cluster, WriteError};
+use goim_raft::{Cluster, ClusterConfig, WriteError};
 use goim_storage::tables::{comets, requests};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +44,22 @@ pub struct Logic {
     pub unsafe_ack_before_commit: bool,
     /// The HTTP API's bearer token (`--api-token`).
     pub api_auth: ApiAuth,
+}
+
+impl From<&Config> for ClusterConfig {
+    /// This node's Raft settings.
+    fn from(cfg: &Config) -> ClusterConfig {
+        let mut rc = ClusterConfig::new(cfg.node_id, cfg.data_dir.clone(), cfg.quic_addr.to_string());
+        rc.peers = cfg.peers.0.clone();
+        rc.heartbeat_ms = cfg.raft_heartbeat_ms;
+        rc.election_min_ms = cfg.raft_election_min_ms;
+        rc.election_max_ms = cfg.raft_election_max_ms;
+        rc.snapshot_every = cfg.snapshot_every;
+        rc.batches_in_flight = cfg.raft_batches_in_flight;
+        let roles = cfg.roles.to_string();
+        rc.about = serde_json::json!({ "roles": roles, "http": cfg.http_addr.to_string() }).to_string();
+        rc
+    }
 }
 
 impl Logic {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use goim_net::client::{extend_room_seq, is_room_push, AuthRequest, Event, ResumeConfig, ResumingClient};
+use goim_client::{extend_room_seq, is_room_push, AuthRequest, Event, ResumeConfig, ResumingClient};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;

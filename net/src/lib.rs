@@ -1,10 +1,11 @@
-//! The network vocabulary shared by every role: the goim v2 client wire protocol
-//! (`packet`), a Rust goim client (`client`), the one serde codec (`serial`), the QUIC
-//! endpoint (`quic`), the internal RPC messages that roles exchange (`rpc`) and the HTTP
-//! API's query parameters (`api`). Every decoder of untrusted bytes here is fuzzed (net/fuzz).
+//! The network layer shared by every role: the goim v2 client wire protocol, sans-IO
+//! (`packet`), the QUIC endpoint (`quic`), calls to logic with failover (`rpc::logic_client`)
+//! and the HTTP API's query parameters (`api`). The values these carry (`rpc`, `serial`)
+//! live in goim-types and are re-exported; the Rust client is goim-client. Every decoder
+//! of untrusted bytes here is fuzzed (net/fuzz).
 pub mod api;
-pub mod client;
 pub mod packet;
 pub mod quic;
 pub mod rpc;
-pub mod serial;
+
+pub use goim_types::serial;

@@ -2,11 +2,20 @@
 //! command-line flag, a `GOIM_*` environment variable, a key of the TOML file given with
 //! `--config`, the built-in default (which runs a one-node cluster on loopback).
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
+
+use crate::comet::SlowConsumer;
+
+/// One attempt of a comet/job call to a logic node; past it the next node is tried (a
+/// dead node is not noticed sooner: its QUIC connection only idles out after 5 s).
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Declares `Settings` (every field optional: flags + env via clap, file via serde) and
 /// `Config` (every field resolved), so each setting is written once. A setting may carry
@@ -41,7 +50,7 @@ settings! {
     /// This node's Raft id (unique in the cluster).
     node_id: u64 = 1, "GOIM_NODE_ID";
     /// Roles this process runs: any of logic, job, comet, comma-separated.
-    roles: String = "logic,job,comet".into(), "GOIM_ROLES";
+    roles: Roles = Roles(vec![Role::Logic, Role::Job, Role::Comet]), "GOIM_ROLES";
     /// Where sled keeps the Raft log and state, and the QUIC certificate.
     data_dir: PathBuf = PathBuf::from("./goim-data"), "GOIM_DATA_DIR";
     /// HTTP API, /health, /metrics and the web demo.
@@ -65,9 +74,9 @@ settings! {
     quic_addr: SocketAddr = ([127, 0, 0, 1], 3119).into(), "GOIM_QUIC_ADDR";
     /// Initial logic voters: 1=HOST:PORT,2=HOST:PORT,… (QUIC addresses). Empty = this node alone.
     /// A logic node whose id is not listed joins later, through `goim cluster add`.
-    peers: String = String::new(), "GOIM_PEERS";
+    peers: Peers = Peers::default(), "GOIM_PEERS";
     /// For comet/job-only nodes: QUIC addresses of logic nodes, comma-separated.
-    logic: String = String::new(), "GOIM_LOGIC";
+    logic: Addrs = Addrs::default(), "GOIM_LOGIC";
     /// Largest client packet body (goim: 4096).
     max_body: usize = goim_net::packet::DEFAULT_MAX_BODY, "GOIM_MAX_BODY";
     /// Largest HTTP push body.
@@ -83,7 +92,7 @@ settings! {
     /// Frames queued per connection before it is a slow consumer.
     outbound_queue: usize = 1024, "GOIM_OUTBOUND_QUEUE";
     /// What to do with a slow consumer: close | drop.
-    slow_consumer: String = "close".into(), "GOIM_SLOW_CONSUMER";
+    slow_consumer: SlowConsumer = SlowConsumer::Close, "GOIM_SLOW_CONSUMER";
     /// Comet zone and weight, as listed by /goim/nodes/*.
     zone: String = String::new(), "GOIM_ZONE";
     weight: u32 = 10, "GOIM_WEIGHT";
@@ -202,6 +211,106 @@ pub enum Role {
     Comet,
 }
 
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Logic => "logic",
+            Role::Job => "job",
+            Role::Comet => "comet",
+        }
+    }
+}
+
+/// Items of a comma-separated list, trimmed, empty ones skipped.
+fn items(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+/// The roles a process runs (`--roles logic,job,comet`), parsed once; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Roles(Vec<Role>);
+
+impl Roles {
+    pub fn has(&self, role: Role) -> bool {
+        self.0.contains(&role)
+    }
+}
+
+impl FromStr for Roles {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Roles, String> {
+        let roles = items(list)
+            .map(|r| match r {
+                "logic" => Ok(Role::Logic),
+                "job" => Ok(Role::Job),
+                "comet" => Ok(Role::Comet),
+                other => Err(format!("unknown role {other:?} (expected logic, job, comet)")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if roles.is_empty() {
+            return Err("--roles is empty".into());
+        }
+        Ok(Roles(roles))
+    }
+}
+
+impl fmt::Display for Roles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|r| r.name()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// The initial logic voters (`--peers 1=HOST:PORT,2=HOST:PORT`), parsed once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Peers(pub BTreeMap<u64, String>);
+
+impl FromStr for Peers {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Peers, String> {
+        let mut peers = BTreeMap::new();
+        for item in items(list) {
+            let (id, addr) =
+                item.split_once('=').ok_or_else(|| format!("peer {item:?} is not ID=HOST:PORT"))?;
+            let id: u64 = id.trim().parse().map_err(|e| format!("peer id in {item:?}: {e}"))?;
+            peers.insert(id, addr.trim().to_string());
+        }
+        Ok(Peers(peers))
+    }
+}
+
+/// A comma-separated list of addresses (`--logic HOST:PORT,HOST:PORT`), parsed once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Addrs(pub Vec<String>);
+
+impl FromStr for Addrs {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Addrs, String> {
+        Ok(Addrs(items(list).map(String::from).collect()))
+    }
+}
+
+/// serde's side of the list types above: the TOML file writes them as the flags do.
+macro_rules! try_from_string {
+    ($($ty:ty),*) => {$(
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(list: String) -> Result<$ty, String> {
+                list.parse()
+            }
+        }
+    )*};
+}
+
+try_from_string!(Roles, Peers, Addrs);
+
 impl Settings {
     /// Merges the TOML file (if any) under flags/env and fills in defaults.
     pub fn load(self) -> anyhow::Result<Config> {
@@ -222,11 +331,6 @@ impl Settings {
 
 impl Config {
     fn validate(&self) -> anyhow::Result<()> {
-        self.role_list()?;
-        self.peer_map()?;
-        if !matches!(self.slow_consumer.as_str(), "close" | "drop") {
-            bail!("slow_consumer must be close or drop, not {:?}", self.slow_consumer);
-        }
         crate::auth::ClientAuth::check_settings(self)?;
         if self.api_token_reads && self.api_token.trim().is_empty() {
             bail!("--api-token-reads needs --api-token");
@@ -258,22 +362,6 @@ impl Config {
         Ok(())
     }
 
-    pub fn role_list(&self) -> anyhow::Result<Vec<Role>> {
-        let mut roles = Vec::new();
-        for r in self.roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-            roles.push(match r {
-                "logic" => Role::Logic,
-                "job" => Role::Job,
-                "comet" => Role::Comet,
-                other => bail!("unknown role {other:?} (expected logic, job, comet)"),
-            });
-        }
-        if roles.is_empty() {
-            bail!("--roles is empty");
-        }
-        Ok(roles)
-    }
-
     /// True when the cluster mTLS files are configured (validated: all three or none).
     pub fn cluster_mtls(&self) -> bool {
         !self.cluster_ca.as_os_str().is_empty()
@@ -285,28 +373,83 @@ impl Config {
     }
 
     pub fn has(&self, role: Role) -> bool {
-        self.role_list().map(|r| r.contains(&role)).unwrap_or(false)
-    }
-
-    pub fn peer_map(&self) -> anyhow::Result<BTreeMap<u64, String>> {
-        let mut peers = BTreeMap::new();
-        for item in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (id, addr) =
-                item.split_once('=').with_context(|| format!("peer {item:?} is not ID=HOST:PORT"))?;
-            let id: u64 = id.trim().parse().with_context(|| format!("peer id in {item:?}"))?;
-            peers.insert(id, addr.trim().to_string());
-        }
-        Ok(peers)
+        self.roles.has(role)
     }
 
     /// QUIC addresses comets and jobs call: this node itself when it runs logic (over
     /// QUIC all the same: one code path), else `--logic`.
     pub fn logic_addrs(&self) -> Vec<String> {
-        let mut addrs: Vec<String> =
-            self.logic.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+        let mut addrs = self.logic.0.clone();
         if self.has(Role::Logic) {
             addrs.insert(0, self.quic_addr.to_string());
         }
         addrs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn flags(args: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(std::iter::once("goim").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.settings.load().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn lists_and_policies_are_parsed_once_into_types() {
+        let cfg = flags(&[
+            "--roles",
+            " comet , job",
+            "--peers",
+            "1=10.0.0.1:3119, 2=10.0.0.2:3119",
+            "--logic",
+            "10.0.0.1:3119,,10.0.0.2:3119",
+            "--slow-consumer",
+            "drop",
+        ])
+        .unwrap();
+        assert!(cfg.has(Role::Comet) && cfg.has(Role::Job) && !cfg.has(Role::Logic));
+        assert_eq!(cfg.roles.to_string(), "comet,job");
+        assert_eq!(cfg.peers.0.get(&2).map(String::as_str), Some("10.0.0.2:3119"));
+        assert_eq!(cfg.logic_addrs(), ["10.0.0.1:3119", "10.0.0.2:3119"]);
+        assert_eq!(cfg.slow_consumer, SlowConsumer::Drop);
+
+        let all = flags(&[]).unwrap();
+        assert_eq!(all.roles.to_string(), "logic,job,comet");
+        assert_eq!(all.slow_consumer, SlowConsumer::Close);
+        assert_eq!(all.logic_addrs(), [all.quic_addr.to_string()], "a logic node calls itself");
+    }
+
+    #[test]
+    fn bad_lists_and_policies_are_refused_with_what_was_wrong() {
+        assert!(flags(&["--roles", "logic,push"]).unwrap_err().contains("unknown role \"push\""));
+        assert!(flags(&["--roles", " , "]).unwrap_err().contains("--roles is empty"));
+        assert!(flags(&["--peers", "1=a:1,b:2"]).unwrap_err().contains("not ID=HOST:PORT"));
+        assert!(flags(&["--peers", "x=a:1"]).unwrap_err().contains("peer id"));
+        assert!(flags(&["--slow-consumer", "wait"]).is_err());
+    }
+
+    #[test]
+    fn the_toml_file_writes_the_lists_as_the_flags_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("goim.toml");
+        let toml = "roles = \"logic\"\npeers = \"1=127.0.0.1:3119\"\nslow_consumer = \"drop\"\n";
+        std::fs::write(&path, toml).unwrap();
+        let cfg = flags(&["--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(cfg.roles.to_string(), "logic");
+        assert_eq!(cfg.peers.0.len(), 1);
+        assert_eq!(cfg.slow_consumer, SlowConsumer::Drop);
+        std::fs::write(&path, "roles = \"nothing\"\n").unwrap();
+        assert!(flags(&["--config", path.to_str().unwrap()]).unwrap_err().contains("parsing config"));
     }
 }

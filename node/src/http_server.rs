@@ -39,6 +39,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::Config;
 use crate::listen::{self, Refuser};
 use crate::rate::LogEvery;
 use crate::tls::ClientTls;
@@ -58,6 +59,27 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Largest request body (`--max-push-body`).
     pub max_body: usize,
+}
+
+impl From<&Config> for HttpLimits {
+    /// The settings' bounds; the connection cap is at most a quarter of the open-file limit.
+    fn from(cfg: &Config) -> HttpLimits {
+        let max_connections = listen::http_share(listen::open_files_limit(), cfg.http_max_connections);
+        if max_connections < cfg.http_max_connections {
+            tracing::warn!(
+                configured = cfg.http_max_connections,
+                max_connections,
+                "HTTP connection cap lowered to a quarter of the open-file limit"
+            );
+        }
+        HttpLimits {
+            max_connections,
+            header_timeout: Duration::from_millis(cfg.http_header_timeout_ms),
+            body_timeout: Duration::from_millis(cfg.http_body_timeout_ms),
+            idle_timeout: Duration::from_millis(cfg.http_idle_timeout_ms),
+            max_body: cfg.max_push_body,
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown`, then waits for the open connections to

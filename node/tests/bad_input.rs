@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{get, post, Node};
-use goim_net::client::{AuthRequest, Client, ClientError};
+use goim_client::{AuthRequest, Client, ClientError};
 use goim_net::packet::{op, Packet};
 
 /// A connection the server must close: the next read is EOF or a reset, never data.

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{auth_req, data_of, exclusive, join, wait_for, Cluster, Role};
-use goim_net::client::{Client, ClientError};
+use goim_client::{Client, ClientError};
 use goim_net::packet::Packet;
 use serde_json::Value;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{
     auth_req, check_room_stream, data_of, exclusive, join, wait_for, Cluster, Inbox, Pusher,
 };
-use goim_net::client::Client;
+use goim_client::Client;
 
 const ROOM: &str = "live://1";
 const ROOM_OP: i32 = 3000;
@@ -138,8 +138,13 @@ async fn room_key_and_mid_pushes_fan_out_across_comets() {
         })
         .await;
     }
-    // Let anything misrouted arrive before looking.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A sentinel to every key, after the pushes: once a client has it, anything misrouted
+    // to it (earlier in its comet's log) has arrived too.
+    let all_keys: String = members.iter().map(|m| format!("&keys={}", m.key)).collect();
+    post(1, format!("/goim/push/keys?operation=1000{all_keys}"), "sentinel").await;
+    for inbox in &inboxes {
+        inbox.wait_body("sentinel", Duration::from_secs(10)).await;
+    }
 
     for (m, inbox) in members.iter().zip(inboxes) {
         assert_eq!(inbox.ended(), None, "{} stayed connected", m.name);
@@ -155,6 +160,7 @@ async fn room_key_and_mid_pushes_fan_out_across_comets() {
             .iter()
             .filter(|p| p.op != ROOM_OP)
             .map(|p| String::from_utf8_lossy(&p.body).into_owned())
+            .filter(|body| body != "sentinel")
             .collect();
         assert_eq!(direct, vec![expected[&m.mid].to_string()], "{}: key/mid pushes for it, only", m.name);
     }

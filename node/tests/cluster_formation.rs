@@ -15,8 +15,11 @@ async fn voters_form_one_cluster_in_any_start_order_and_across_restarts() {
     // 3 and 2 first: without node 1 (the one that initializes) nothing forms yet.
     c.logic[2].spawn();
     c.logic[1].spawn();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!c.logic[1].healthy().await && !c.logic[2].healthy().await, "no cluster before node 1");
+    for i in [1, 2] {
+        let status = wait_for(Duration::from_secs(30), "nodes 3 and 2 answering", || c.status(i)).await;
+        assert!(status["leader"].is_null(), "no leader before node 1: {status}");
+        assert!(!c.logic[i].healthy().await, "no cluster before node 1");
+    }
     c.logic[0].spawn();
     for i in 0..3 {
         c.logic[i].wait_healthy(Duration::from_secs(30)).await;

@@ -7,13 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, get, post, Node};
-use goim_net::client::{AuthRequest, Client, ClientError};
+use goim_client::{AuthRequest, Client, ClientError};
 use goim_net::packet::{op, split_batch, Packet};
 use serde_json::Value;
 
 const ROOM: &str = "live://1000";
 
-async fn auth(c: &mut Client, mid: i64, accepts: Vec<i32>) -> goim_net::client::AuthReply {
+async fn auth(c: &mut Client, mid: i64, accepts: Vec<i32>) -> goim_client::AuthReply {
     let reply = c
         .auth(&AuthRequest {
             mid,

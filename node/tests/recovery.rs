@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
-use goim_net::client::{AuthRequest, Client, Event, ResumeConfig, ResumingClient};
+use goim_client::{AuthRequest, Client, Event, ResumeConfig, ResumingClient};
 use goim_net::packet::Packet;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -105,11 +105,9 @@ async fn a_client_back_on_the_other_comet_gets_the_1000_it_missed_then_live_unde
     assert!(live.iter().all(|o| o.acked.is_some()), "every live push acknowledged");
 
     let total = missed.len() + live.len();
-    wait_for(Duration::from_secs(20), "client got the missed and the live pushes", || async {
-        (inbox.packets().iter().filter(|p| p.op == OP).count() >= total).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the sentinel (pushed after everything) is in, anything sent twice is in too.
+    let sentinel = pusher.room_sentinel("type=live&room=1").await;
+    inbox.wait_body(&sentinel, Duration::from_secs(20)).await;
     let (_, packets) = inbox.stop().await;
     let packets: Vec<Packet> = packets.into_iter().filter(|p| p.op == OP).collect();
     assert_eq!(packets.len(), total, "exactly the missed and the live pushes, nothing twice");
@@ -234,8 +232,7 @@ impl Resumer {
                         e = client.recv() => e.map_err(|e| e.to_string())?,
                     };
                     match event {
-                        Event::Message(p) if p.op == OP => packets.lock().unwrap().push(p),
-                        Event::Message(_) => {}
+                        Event::Message(p) => packets.lock().unwrap().push(p),
                         Event::Connected(r) => {
                             connects.lock().unwrap().push((client.comet().to_string(), r.recovered))
                         }
@@ -246,8 +243,8 @@ impl Resumer {
         Resumer { packets, connects, stop, task }
     }
 
-    fn len(&self) -> usize {
-        self.packets.lock().unwrap().len()
+    fn has_body(&self, body: &str) -> bool {
+        self.packets.lock().unwrap().iter().any(|p| p.body.as_ref() == body.as_bytes())
     }
 }
 
@@ -307,15 +304,17 @@ async fn comet_loss_under_a_steady_stream(kill_leader_too: bool) {
     assert!(lost.is_empty(), "pushes never acknowledged: {lost:?}");
     let acked = outcomes;
     assert!(acked.len() > 100, "a steady stream ({} acknowledged)", acked.len());
-    wait_for(Duration::from_secs(20), "every client received every acknowledged push", || async {
-        clients.iter().all(|r| r.len() >= acked.len()).then_some(())
+    // Once every client has the sentinel (pushed after everything), anything sent twice
+    // is in too.
+    let sentinel = pusher.room_sentinel("type=live&room=1").await;
+    wait_for(Duration::from_secs(20), "every client received every push and the sentinel", || async {
+        clients.iter().all(|r| r.has_body(&sentinel)).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     for (i, r) in clients.into_iter().enumerate() {
         r.stop.cancel();
         r.task.await.unwrap().unwrap_or_else(|e| panic!("client {i}: {e}"));
-        let packets = r.packets.lock().unwrap().clone();
+        let packets: Vec<Packet> = r.packets.lock().unwrap().iter().filter(|p| p.op == OP).cloned().collect();
         let who = format!("client {i}");
         let received = check_room_stream(&who, &packets, OP);
         assert_all_received(&who, &received, &acked);

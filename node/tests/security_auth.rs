@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{get, metrics, Node};
-use goim_net::client::{AuthRequest, Client, ClientError};
+use goim_client::{AuthRequest, Client, ClientError};
 use goim_net::packet::op;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::{eventually, metric, metrics, post, Node};
-use goim_net::client::{AuthRequest, Client, ClientError};
+use goim_client::{AuthRequest, Client, ClientError};
 use goim_net::packet::{op, Packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

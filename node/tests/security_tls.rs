@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::Node;
 use futures_util::{SinkExt, StreamExt};
-use goim_net::client::AuthRequest;
+use goim_client::AuthRequest;
 use goim_net::packet::{decode_ws_bytes, op, split_batch, Packet};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;

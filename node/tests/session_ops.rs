@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, get, post, Node};
-use goim_net::client::{AuthRequest, Client, ClientError};
+use goim_client::{AuthRequest, Client, ClientError};
 use goim_net::packet::op;
 use serde_json::Value;
 

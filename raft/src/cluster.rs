@@ -13,7 +13,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
 use tracing::{info, warn};
 
-use crate::command::{Reply, Request};
+use crate::command::{Reply, Request, Write};
 use crate::membership::{self, MembershipChange, MembershipView};
 use crate::network::{LeaderOp, LeaderReply, QuicNetwork, RaftRpc, RaftRpcReply, RaftService, WriteError};
 use crate::proposer::{self, Proposer};
@@ -102,7 +102,7 @@ impl Cluster {
         let view = sm.view();
         let raft =
             Raft::new(cfg.node_id, Arc::new(config), QuicNetwork::new(endpoint.clone()), log, sm).await?;
-        let (proposer, proposals) = Proposer::new();
+        let (proposer, proposals) = Proposer::new(proposer::QUEUE);
         let cluster = Arc::new(Cluster {
             raft,
             view,
@@ -159,20 +159,44 @@ impl Cluster {
         self.proposer.propose(req).await
     }
 
+    /// As `write`, for one command, answered in its own type (`Write`); a command its apply
+    /// refused is `WriteError::Rejected`.
+    pub async fn propose<C: Write>(&self, cmd: C) -> Result<C::Out, WriteError> {
+        match self.write(cmd.into()).await? {
+            Reply::Refused(why) => Err(WriteError::Rejected(why)),
+            reply => C::out(reply).map_err(|other| {
+                WriteError::Fatal(format!("{} answered {other:?}", std::any::type_name::<C>()))
+            }),
+        }
+    }
+
     /// Commits one entry through the leader, forwarding and retrying across elections.
     pub(crate) async fn commit(&self, req: Request) -> Result<Reply, WriteError> {
-        match self.on_leader(LeaderOp::Write(req)).await? {
+        self.on_leader_as(LeaderOp::Write(req), |r| match r {
             LeaderReply::Write(r) => Ok(r),
-            other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// Changes the membership through the leader (see `membership`).
     pub async fn change_membership(&self, change: MembershipChange) -> Result<MembershipView, WriteError> {
-        match self.on_leader(LeaderOp::Membership(change)).await? {
+        self.on_leader_as(LeaderOp::Membership(change), |r| match r {
             LeaderReply::Membership(m) => Ok(m),
-            other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),
-        }
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `on_leader`, its reply matched once by `pick`; a reply of another kind (a version
+    /// mismatch or a bug) is fatal.
+    async fn on_leader_as<T>(
+        &self,
+        op: LeaderOp,
+        pick: impl FnOnce(LeaderReply) -> Result<T, LeaderReply>,
+    ) -> Result<T, WriteError> {
+        pick(self.on_leader(op).await?)
+            .map_err(|other| WriteError::Fatal(format!("the leader answered {other:?}")))
     }
 
     /// Runs `op` on the leader: here when this node leads, else forwarded to it; retried

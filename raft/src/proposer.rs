@@ -1,7 +1,9 @@
 //! Group commit for client writes: concurrent `Cluster::write` calls are gathered into one
 //! `Request::Batch` entry (cut by count and bytes), a few batches in flight at once, so
 //! one Raft round and one fsync serve many writes. Under light load a batch holds one
-//! write and nothing waits; under heavy load batches grow while earlier ones commit.
+//! write and nothing waits; under heavy load batches grow while earlier ones commit. The
+//! queue is bounded: past `QUEUE` writes waiting, a write fails at once with
+//! `WriteError::Busy` instead of growing memory and latency without limit.
 use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -12,6 +14,8 @@ use crate::network::WriteError;
 
 const MAX_BATCH: usize = 4096;
 const MAX_BATCH_BYTES: usize = 256 << 10;
+/// Writes waiting to be proposed, at most (16 full batches).
+pub(crate) const QUEUE: usize = 16 * MAX_BATCH;
 
 pub(crate) struct Pending {
     req: Request,
@@ -20,19 +24,28 @@ pub(crate) struct Pending {
 
 #[derive(Clone)]
 pub(crate) struct Proposer {
-    tx: mpsc::UnboundedSender<Pending>,
+    tx: mpsc::Sender<Pending>,
 }
 
 impl Proposer {
-    pub(crate) fn new() -> (Proposer, mpsc::UnboundedReceiver<Pending>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// A proposer queueing at most `capacity` writes.
+    pub(crate) fn new(capacity: usize) -> (Proposer, mpsc::Receiver<Pending>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         (Proposer { tx }, rx)
     }
 
     pub(crate) async fn propose(&self, req: Request) -> Result<Reply, WriteError> {
+        self.enqueue(req)?.await.map_err(|_| WriteError::Fatal("proposer stopped".into()))?
+    }
+
+    /// Queues `req`, or says at once that the queue is full.
+    fn enqueue(&self, req: Request) -> Result<oneshot::Receiver<Result<Reply, WriteError>>, WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Pending { req, reply }).map_err(|_| WriteError::Fatal("proposer stopped".into()))?;
-        rx.await.map_err(|_| WriteError::Fatal("proposer stopped".into()))?
+        match self.tx.try_send(Pending { req, reply }) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(WriteError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Fatal("proposer stopped".into())),
+        }
     }
 }
 
@@ -45,7 +58,7 @@ fn size_of(req: &Request) -> usize {
 
 /// Runs until every `Proposer` handle is gone or the cluster is dropped.
 /// `in_flight` batches are committing at most at once.
-pub(crate) async fn run(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<Pending>, in_flight: usize) {
+pub(crate) async fn run(cluster: Weak<Cluster>, mut rx: mpsc::Receiver<Pending>, in_flight: usize) {
     let slots = Arc::new(Semaphore::new(in_flight.max(1)));
     let mut queue: Vec<Pending> = Vec::new();
     loop {
@@ -95,5 +108,22 @@ pub(crate) async fn run(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<
             }
             drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Tick;
+
+    #[test]
+    fn a_full_queue_is_busy_at_once_and_a_stopped_one_fatal() {
+        let (proposer, rx) = Proposer::new(2);
+        let tick = || Request::Tick(Tick { now_ms: 0 });
+        assert!(proposer.enqueue(tick()).is_ok());
+        assert!(proposer.enqueue(tick()).is_ok());
+        assert!(matches!(proposer.enqueue(tick()), Err(WriteError::Busy)));
+        drop(rx);
+        assert!(matches!(proposer.enqueue(tick()), Err(WriteError::Fatal(_))));
     }
 }

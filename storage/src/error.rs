@@ -8,7 +8,7 @@ pub enum StorageError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
     #[error("codec: {0}")]
-    Serial(#[from] goim_net::serial::SerialError),
+    Serial(#[from] goim_types::serial::SerialError),
     #[error("corrupt: {0}")]
     Corrupt(String),
     /// The files on disk are damaged (checksum mismatch, torn or truncated file, a sled

@@ -10,7 +10,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use goim_net::serial;
+use goim_types::serial;
 use openraft::{LogId, SnapshotMeta, StoredMembership, Vote};
 use tracing::{info, warn};
 

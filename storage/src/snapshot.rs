@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use bytes::Bytes;
-use goim_net::serial;
+use goim_types::serial;
 use openraft::storage::{RaftSnapshotBuilder, Snapshot};
 use openraft::SnapshotMeta;
 

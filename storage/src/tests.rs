@@ -342,7 +342,7 @@ async fn entries_without_crc_are_upgraded_once() {
         let log = db.open_tree("log").unwrap();
         for i in 1..=5u64 {
             let e = entry(i, 1, vec![i as u8; 10]);
-            log.insert(i.to_be_bytes(), goim_net::serial::encode(&e).unwrap()).unwrap();
+            log.insert(i.to_be_bytes(), goim_types::serial::encode(&e).unwrap()).unwrap();
         }
         db.flush().unwrap();
     }

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use goim_net::serial;
+use goim_types::serial;
 use openraft::{LogId, Vote};
 use serde::{Deserialize, Serialize};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use goim_net::packet::{encode_batch, op, Packet};
 use goim_net::quic::encode_frame;
-use goim_net::rpc::logic::{AuthBody, CometInfo, LogicReply, LogicRequest, LogicResult};
+use goim_net::rpc::logic::{AuthBody, CometInfo, Connected, LogicReply, LogicRequest, LogicResult};
 use goim_net::rpc::push::{PushAck, PushBatch};
 use goim_net::rpc::tail::{TailBatch, TailRequest};
 use goim_net::rpc::{PushRecord, PushTarget, RpcError, Service};
@@ -260,7 +260,7 @@ fn rpc_seeds() {
     ];
     rpc("logic_requests", Service::Logic, false, &requests.iter().map(frame).collect::<Vec<_>>());
     let replies: [LogicResult; 3] = [
-        Ok(LogicReply::Connected {
+        Ok(LogicReply::Connected(Connected {
             key: "k1".into(),
             mid: 123,
             room_id: "live://1000".into(),
@@ -268,7 +268,7 @@ fn rpc_seeds() {
             heartbeat_secs: 30,
             room_seq: 41,
             epoch: 7,
-        }),
+        })),
         Ok(LogicReply::Comets(vec![comet])),
         Err(RpcError::Unavailable("no leader".into())),
     ];

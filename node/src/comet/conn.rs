@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use goim_net::packet::auth::{parse_ops, ChangeRoom};
 use goim_net::packet::{op, Packet};
-use goim_net::rpc::logic::{AuthBody, LogicReply, LogicRequest};
+use goim_net::rpc::logic::{AuthBody, Connected};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -207,12 +207,8 @@ async fn authenticate(
         body.key = key.clone();
     }
     let resume = body.room_seq.map(|room_seq| Resume { room_seq, epoch: body.epoch.clone() });
-    let req =
-        LogicRequest::Connect { comet: comet.id().to_string(), conn, ip: peer.ip().to_string(), auth: body };
-    let reply = comet.logic().call(&req).await?;
-    let LogicReply::Connected { key, mid, room_id, accepts, heartbeat_secs, room_seq, epoch } = reply else {
-        return Err(RpcError::unexpected(&reply).into());
-    };
+    let Connected { key, mid, room_id, accepts, heartbeat_secs, room_seq, epoch } =
+        comet.logic().connect(comet.id(), conn, peer.ip().to_string(), body).await?;
     let heartbeat = match heartbeat_secs {
         0 => comet.config().heartbeat,
         secs => Duration::from_secs(secs),
@@ -340,17 +336,11 @@ impl Connection {
         let ch = self.ch.clone();
         let n = self.uplink_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
-            let req = LogicRequest::Receive {
-                id: format!("uplink/{}/{}/{n}", comet.id(), ch.conn),
-                comet: comet.id().to_string(),
-                key: ch.key.clone(),
-                mid: ch.mid,
-                op: p.op,
-                body: p.body.clone(),
-            };
-            let body = match comet.logic().call(&req).await {
-                Ok(LogicReply::Pushed { seq }) => Bytes::from(serde_json::json!({ "seq": seq }).to_string()),
-                Ok(other) => error_body(&RpcError::unexpected(&other).to_string()),
+            let id = format!("uplink/{}/{}/{n}", comet.id(), ch.conn);
+            let sent =
+                comet.logic().receive(id, comet.id(), ch.key.clone(), ch.mid, p.op, p.body.clone()).await;
+            let body = match sent {
+                Ok(seq) => Bytes::from(serde_json::json!({ "seq": seq }).to_string()),
                 Err(e) => error_body(&e.to_string()),
             };
             ch.push(Frame::Packet(p.reply(op::SEND_MSG_REPLY, body).to_bytes()));
@@ -389,18 +379,12 @@ impl Connection {
             self.ch.close();
             return;
         }
-        let req = LogicRequest::ChangeRoom {
-            comet: self.comet.id().to_string(),
-            key: self.ch.key.clone(),
-            conn: self.ch.conn,
-            room: target.room_id.clone(),
-        };
-        let joined = match self.comet.logic().call(&req).await {
-            Ok(LogicReply::Joined { room_seq, epoch }) => Some(Joined { room_seq, epoch }),
-            Ok(other) => {
-                tracing::warn!(key = %self.ch.key, reply = ?other, "change room: unexpected reply");
-                None
-            }
+        let logic = self.comet.logic();
+        let joined = match logic
+            .change_room(self.comet.id(), self.ch.key.clone(), self.ch.conn, target.room_id.clone())
+            .await
+        {
+            Ok(joined) => Some(joined),
             Err(e) => {
                 tracing::warn!(key = %self.ch.key, error = %e, "change room not recorded by logic");
                 None
@@ -451,14 +435,9 @@ impl Connection {
     fn teardown(self) {
         self.comet.unregister(&self.ch);
         self.ch.close();
-        let req = LogicRequest::Disconnect {
-            comet: self.comet.id().to_string(),
-            key: self.ch.key.clone(),
-            conn: self.ch.conn,
-        };
-        let comet = self.comet;
+        let (comet, key, conn) = (self.comet, self.ch.key.clone(), self.ch.conn);
         tokio::spawn(async move {
-            if let Err(e) = comet.logic().call(&req).await {
+            if let Err(e) = comet.logic().disconnect(comet.id(), key, conn).await {
                 tracing::debug!(error = %e, "disconnect not recorded by logic");
             }
         });
@@ -469,7 +448,8 @@ impl Connection {
 mod tests {
     use super::*;
     use crate::comet::testkit::{auth, closed, rec, wait_until, Cluster, TestConfig};
-    use goim_net::client::{AuthRequest, Client, ClientError};
+    use goim_client::{AuthRequest, Client, ClientError};
+    use goim_net::rpc::logic::LogicRequest;
     use goim_net::rpc::PushTarget;
 
     /// What an idle TCP connection's two tasks hold (their futures' state) stays small:

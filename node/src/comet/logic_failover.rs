@@ -2,20 +2,15 @@
 //! the comet uses it: dead and unavailable nodes are skipped, refusals are final.
 use std::time::Duration;
 
-use goim_net::rpc::logic::{LogicReply, LogicRequest};
+use goim_net::rpc::logic::{AuthBody, Connected};
 use goim_net::rpc::logic_client::LogicClient;
 use goim_net::rpc::RpcError;
 
 use crate::comet::testkit::FakeLogic;
-use goim_net::rpc::logic::AuthBody;
 
-fn connect(token: Option<&str>) -> LogicRequest {
-    LogicRequest::Connect {
-        comet: "c".into(),
-        conn: 1,
-        ip: "127.0.0.1".into(),
-        auth: AuthBody { mid: 5, token: token.map(Into::into), ..AuthBody::default() },
-    }
+async fn connect(client: &LogicClient, token: Option<&str>) -> Result<Connected, RpcError> {
+    let auth = AuthBody { mid: 5, token: token.map(Into::into), ..AuthBody::default() };
+    client.connect("c", 1, "127.0.0.1".into(), auth).await
 }
 
 #[tokio::test]
@@ -28,10 +23,10 @@ async fn fails_over_past_dead_and_unavailable_nodes_then_sticks() {
     let peers = vec![dead, unavailable.addr(), good.addr()];
     let client = LogicClient::new(good.endpoint(), peers, Duration::from_millis(300));
 
-    let reply = client.call(&connect(None)).await.unwrap();
-    assert!(matches!(reply, LogicReply::Connected { mid: 5, .. }));
+    let reply = connect(&client, None).await.unwrap();
+    assert_eq!(reply.mid, 5);
     assert_eq!(unavailable.requests().len(), 1);
-    client.call(&connect(None)).await.unwrap();
+    connect(&client, None).await.unwrap();
     assert_eq!(good.requests().len(), 2);
     assert_eq!(unavailable.requests().len(), 1, "sticks to the node that answered");
 }
@@ -42,12 +37,12 @@ async fn rejection_is_final_and_no_peers_is_an_error() {
     let second = FakeLogic::start().await;
     let peers = vec![first.addr(), second.addr()];
     let client = LogicClient::new(first.endpoint(), peers, Duration::from_secs(2));
-    let err = client.call(&connect(Some("bad"))).await.unwrap_err();
+    let err = connect(&client, Some("bad")).await.unwrap_err();
     assert_eq!(err, RpcError::Rejected("invalid token".into()));
     assert!(second.requests().is_empty());
 
     let none = LogicClient::new(first.endpoint(), vec![], Duration::from_secs(1));
-    assert!(matches!(none.call(&connect(None)).await, Err(RpcError::Unavailable(_))));
+    assert!(matches!(connect(&none, None).await, Err(RpcError::Unavailable(_))));
 }
 
 #[tokio::test]
@@ -60,7 +55,7 @@ async fn many_calls_failing_on_one_dead_node_move_past_it_once() {
     let calls: Vec<_> = (0..12)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { client.call(&connect(None)).await })
+            tokio::spawn(async move { connect(&client, None).await })
         })
         .collect();
     for call in calls {
@@ -68,7 +63,7 @@ async fn many_calls_failing_on_one_dead_node_move_past_it_once() {
     }
     assert_eq!(client.current_addr(), Some(first.addr().as_str()));
     let started = std::time::Instant::now();
-    client.call(&connect(None)).await.unwrap();
+    connect(&client, None).await.unwrap();
     assert!(started.elapsed() < Duration::from_millis(250), "no detour via the dead node");
     assert!(second.requests().is_empty());
 }

@@ -36,8 +36,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClientAuth;
+use crate::config::{Config, RPC_TIMEOUT};
 use crate::listen::{self, Refuser};
-use crate::rate::LogEvery;
+use crate::rate::{LogEvery, Rate};
 use crate::tls::ClientTls;
 use admission::{Admission, Admitted, ClientLimits, Refused};
 use bucket::Bucket;
@@ -47,7 +48,8 @@ use online::OnlineSnapshot;
 use push::{Delivered, PushHandler};
 
 /// What a comet does when a connection's outbound queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SlowConsumer {
     /// Close the connection (the client reconnects and can recover).
     #[default]
@@ -106,6 +108,68 @@ pub struct CometConfig {
     pub max_out_frame: usize,
     /// How clients authenticate (`--auth`).
     pub auth: ClientAuth,
+}
+
+impl CometConfig {
+    /// The comet's part of the node's settings; `auth` and `tls` were read from the files
+    /// the settings name.
+    pub fn from_config(cfg: &Config, auth: ClientAuth, tls: Option<ClientTls>) -> CometConfig {
+        let advertise = |given: &str, addr: SocketAddr| match given {
+            "" => addr.to_string(),
+            given => given.to_string(),
+        };
+        CometConfig {
+            id: format!("comet-{}", cfg.quic_addr),
+            tcp_addr: cfg.tcp_addr,
+            ws_addr: cfg.ws_addr,
+            wss: tls.map(|tls| (cfg.wss_addr, tls)),
+            advertise_tcp: advertise(&cfg.advertise_tcp, cfg.tcp_addr),
+            advertise_ws: advertise(&cfg.advertise_ws, cfg.ws_addr),
+            advertise_quic: cfg.quic_addr.to_string(),
+            zone: cfg.zone.clone(),
+            weight: cfg.weight,
+            max_body: cfg.max_body,
+            handshake_timeout: Duration::from_millis(cfg.handshake_timeout_ms),
+            heartbeat: Duration::from_secs(cfg.heartbeat_secs),
+            outbound_queue: cfg.outbound_queue,
+            slow_consumer: cfg.slow_consumer,
+            renew_interval: Duration::from_millis(cfg.renew_interval_ms),
+            buckets: 32,
+            rpc_timeout: RPC_TIMEOUT,
+            recover_max: cfg.recover_max,
+            auth,
+            limits: client_limits(cfg),
+            listen_backlog: cfg.listen_backlog,
+            max_out_frame: max_out_frame(cfg),
+        }
+    }
+}
+
+/// The comet's client bounds from the settings (`--max-connections 0`: derived from the
+/// open-file limit).
+fn client_limits(cfg: &Config) -> ClientLimits {
+    let max_connections = match cfg.max_connections {
+        0 => listen::auto_max_connections(listen::open_files_limit(), cfg.http_max_connections),
+        n => n,
+    };
+    ClientLimits {
+        max_connections,
+        max_per_ip: cfg.max_connections_per_ip,
+        conn_rate: Rate::new(cfg.conn_rate_per_ip, cfg.conn_burst_per_ip),
+        auth_rate: Rate::new(cfg.auth_rate_per_ip, cfg.auth_burst_per_ip),
+        ws_ping_rate: Rate::per_sec(cfg.ws_ping_rate),
+        uplink_rate: Rate::per_sec(cfg.uplink_rate),
+        max_key_len: cfg.max_key_len,
+        max_room_len: cfg.max_room_len,
+    }
+}
+
+/// The largest frame a comet sends: a room batch of a job's push batch (at most
+/// `job_batch_bytes` of bodies, or one push body beyond it, each with its packet header).
+fn max_out_frame(cfg: &Config) -> usize {
+    let header = goim_net::packet::HEADER_LEN;
+    let bodies = cfg.job_batch_bytes.max(cfg.max_push_body).saturating_add(cfg.max_push_body);
+    bodies.saturating_add(cfg.job_batch_records.saturating_add(1).saturating_mul(header))
 }
 
 impl Default for CometConfig {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use goim_net::rpc::logic::{CometInfo, LiveSession, LogicReply, LogicRequest};
+use goim_net::rpc::logic::{CometInfo, LiveSession};
 
 use super::{write, Comet};
 use goim_net::rpc::RpcError;
@@ -61,8 +61,8 @@ pub async fn renew_loop(comet: Arc<Comet>) {
     }
 }
 
-/// The RenewOnline request for this comet's current state.
-pub fn renew_request(comet: &Comet) -> LogicRequest {
+/// This comet's registration and its connection counts: rooms, connections, addresses.
+fn current_state(comet: &Comet) -> (CometInfo, BTreeMap<String, u32>, u32, u32) {
     let cfg = comet.config();
     let mut rooms = BTreeMap::new();
     let mut ips = HashSet::new();
@@ -74,37 +74,27 @@ pub fn renew_request(comet: &Comet) -> LogicRequest {
             conn_count = conn_count.saturating_add(1);
         });
     }
-    LogicRequest::RenewOnline {
-        comet: CometInfo {
-            id: cfg.id.clone(),
-            tcp_addr: cfg.advertise_tcp.clone(),
-            ws_addr: cfg.advertise_ws.clone(),
-            quic_addr: cfg.advertise_quic.clone(),
-            zone: cfg.zone.clone(),
-            weight: cfg.weight,
-        },
-        rooms,
-        conn_count,
-        ip_count: u32::try_from(ips.len()).unwrap_or(u32::MAX),
-    }
+    let info = CometInfo {
+        id: cfg.id.clone(),
+        tcp_addr: cfg.advertise_tcp.clone(),
+        ws_addr: cfg.advertise_ws.clone(),
+        quic_addr: cfg.advertise_quic.clone(),
+        zone: cfg.zone.clone(),
+        weight: cfg.weight,
+    };
+    (info, rooms, conn_count, u32::try_from(ips.len()).unwrap_or(u32::MAX))
 }
 
 /// One RenewOnline round trip; stores the other comets' room counts, and resyncs the
 /// comet's sessions if logic had expired it.
 pub async fn renew_once(comet: &Comet) -> Result<(), RpcError> {
-    let req = renew_request(comet);
+    let (info, rooms, conn_count, ip_count) = current_state(comet);
     // Fail over within the renew interval, so a dead logic node does not cost the comet
     // its registration.
     let within = comet.config().renew_interval.max(std::time::Duration::from_millis(500));
-    let (cluster, expired) = match comet.logic().call_within(&req, within).await? {
-        LogicReply::RoomCounts(counts) => (counts, false),
-        LogicReply::Reregistered(counts) => (counts, true),
-        other => return Err(RpcError::unexpected(&other)),
-    };
-    if let LogicRequest::RenewOnline { rooms, .. } = &req {
-        *write(comet.online()) = OnlineSnapshot::from_reply(&cluster, rooms);
-    }
-    if expired {
+    let online = comet.logic().renew_online(info, rooms.clone(), conn_count, ip_count, within).await?;
+    *write(comet.online()) = OnlineSnapshot::from_reply(&online.counts, &rooms);
+    if !online.known {
         resync(comet).await?;
     }
     Ok(())
@@ -129,10 +119,7 @@ pub async fn resync(comet: &Comet) -> Result<(), RpcError> {
         return Ok(());
     }
     let count = sessions.len();
-    let req = LogicRequest::Resync { comet: comet.id().to_string(), sessions };
-    let LogicReply::Stale(stale) = comet.logic().call(&req).await? else {
-        return Err(RpcError::UnexpectedReply("to Resync".into()));
-    };
+    let stale = comet.logic().resync(comet.id(), sessions).await?;
     for (key, conn) in &stale {
         if let Some(ch) = comet.channel(key).filter(|ch| ch.conn == *conn) {
             ch.close();
@@ -151,7 +138,8 @@ pub async fn resync(comet: &Comet) -> Result<(), RpcError> {
 mod tests {
     use super::*;
     use crate::comet::testkit::{auth, Cluster};
-    use goim_net::client::Client;
+    use goim_client::Client;
+    use goim_net::rpc::logic::LogicRequest;
 
     #[test]
     fn snapshot_keeps_only_the_other_comets_share() {

@@ -231,7 +231,7 @@ mod tests {
     use super::*;
     use crate::comet::testkit::{auth, closed, rec, Cluster, TestConfig};
     use crate::comet::SlowConsumer;
-    use goim_net::client::Client;
+    use goim_client::Client;
     use goim_net::packet::{op, split_batch};
     use goim_net::rpc::Service;
     use std::time::Duration;

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use goim_net::packet::{encode_batch, Packet};
-use goim_net::rpc::logic::{LogicReply, LogicRequest};
+use goim_net::rpc::logic::HistoryPage;
 use goim_net::rpc::{PushRecord, RpcError};
 
 use super::channel::{Frame, RoomBatch};
@@ -31,11 +31,7 @@ pub struct Resume {
 }
 
 /// The room's offset and epoch where logic recorded the join.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Joined {
-    pub room_seq: u64,
-    pub epoch: u64,
-}
+pub use goim_net::rpc::logic::Joined;
 
 /// What the channel gets: `replay` after offset `room_seq`, then live messages.
 #[derive(Debug, Default)]
@@ -113,17 +109,15 @@ async fn fetch(
     let mut next = after;
     let mut records = Vec::new();
     while next < until {
-        let req = LogicRequest::History { room: room.to_string(), after: next, until, limit: PAGE };
-        let page = match comet.logic().call(&req).await {
-            Ok(LogicReply::History { epoch: e, .. }) if e != epoch => return Ok(None),
-            Ok(LogicReply::History { last_seq, records, .. }) if records.is_empty() => {
+        let page = match comet.logic().history(room, next, until, PAGE).await {
+            Ok(HistoryPage { epoch: e, .. }) if e != epoch => return Ok(None),
+            Ok(HistoryPage { last_seq, records, .. }) if records.is_empty() => {
                 if last_seq >= until {
                     return Ok(None);
                 }
                 Err(RpcError::Unavailable(format!("history at {last_seq}, {until} needed")))
             }
-            Ok(LogicReply::History { records, .. }) => Ok(records),
-            Ok(other) => return Err(RpcError::unexpected(&other)),
+            Ok(HistoryPage { records, .. }) => Ok(records),
             Err(e) => Err(e),
         };
         match page {
@@ -172,7 +166,7 @@ fn frames(records: Vec<PushRecord>) -> Vec<Frame> {
 mod tests {
     use super::*;
     use crate::comet::testkit::{auth, Cluster};
-    use goim_net::client::{AuthRequest, Client};
+    use goim_client::{AuthRequest, Client};
     use goim_net::packet::{op, split_batch};
     use goim_net::rpc::PushTarget;
 

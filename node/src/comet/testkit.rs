@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use goim_net::client::{AuthRequest, Client, ClientError};
+use goim_client::{AuthRequest, Client, ClientError};
 use goim_net::quic::{
     read_frame, serve_unary, write_frame, BiStream, ClusterTls, QuicEndpoint, StreamHandler,
 };
-use goim_net::rpc::logic::{LogicReply, LogicRequest, LogicResult};
+use goim_net::rpc::logic::{Connected, HistoryPage, Joined, LogicReply, LogicRequest, LogicResult};
 use goim_net::rpc::push::{PushAck, PushBatch};
 use goim_net::rpc::{PushRecord, PushTarget, RpcError, Service};
 use tokio_util::sync::CancellationToken;
@@ -59,7 +59,7 @@ impl FakeState {
                     true => (0, 0),
                     false => (self.last_seq(&auth.room_id), FAKE_EPOCH),
                 };
-                Ok(LogicReply::Connected {
+                Ok(LogicReply::Connected(Connected {
                     key: key_for(&auth.key, conn),
                     mid: auth.mid,
                     room_id: auth.room_id,
@@ -67,12 +67,12 @@ impl FakeState {
                     heartbeat_secs: self.heartbeat_secs.load(Ordering::SeqCst),
                     room_seq,
                     epoch,
-                })
+                }))
             }
-            LogicRequest::ChangeRoom { room, .. } => Ok(LogicReply::Joined {
+            LogicRequest::ChangeRoom { room, .. } => Ok(LogicReply::Joined(Joined {
                 room_seq: self.last_seq(&room),
                 epoch: if room.is_empty() { 0 } else { FAKE_EPOCH },
-            }),
+            })),
             LogicRequest::History { room, after, until, limit } => {
                 let (first, records) =
                     self.rooms.lock().unwrap().get(&room).cloned().unwrap_or((1, Vec::new()));
@@ -82,7 +82,7 @@ impl FakeState {
                     .filter(|r| r.room_seq().is_some_and(|s| s > after && (until == 0 || s <= until)))
                     .take(limit as usize)
                     .collect();
-                Ok(LogicReply::History { epoch: FAKE_EPOCH, last_seq, records })
+                Ok(LogicReply::History(HistoryPage { epoch: FAKE_EPOCH, last_seq, records }))
             }
             LogicRequest::RenewOnline { .. } => {
                 let counts = self.room_totals.lock().unwrap().clone();

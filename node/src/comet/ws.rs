@@ -224,7 +224,7 @@ mod tests {
     use crate::comet::testkit::{Cluster, TestConfig};
     use crate::rate::Rate;
     use futures_util::{SinkExt, StreamExt};
-    use goim_net::client::{Client, ClientError};
+    use goim_client::{Client, ClientError};
     use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode, Message};
 
     #[tokio::test]

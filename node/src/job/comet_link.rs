@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use goim_net::quic::{read_frame, write_frame, QuicError};
-use goim_net::rpc::logic::{CometInfo, LogicReply, LogicRequest};
+use goim_net::rpc::logic::CometInfo;
 use goim_net::rpc::logic_client::LogicClient;
 use goim_net::rpc::push::{PushAck, PushBatch};
 use goim_net::rpc::record::Partition;
@@ -46,8 +46,8 @@ impl Comets {
     }
 
     async fn refresh(&mut self) {
-        match self.logic.call(&LogicRequest::Comets).await {
-            Ok(LogicReply::Comets(list)) => {
+        match self.logic.comets().await {
+            Ok(list) => {
                 for link in self.links.values_mut() {
                     link.listed = list.iter().any(|c| c.id == link.info.id);
                 }
@@ -66,7 +66,6 @@ impl Comets {
                 }
                 self.refreshed = Some(Instant::now());
             }
-            Ok(other) => warn!(?other, "unexpected reply to Comets"),
             Err(e) => warn!(error = %e, "listing comets"),
         }
     }

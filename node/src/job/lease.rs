@@ -3,30 +3,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use goim_net::rpc::logic::{LogicReply, LogicRequest};
+use goim_net::rpc::logic::Lease;
 use goim_net::rpc::logic_client::LogicClient;
+use goim_net::rpc::RpcError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::JobConfig;
 
-fn acquire_req(cfg: &JobConfig) -> LogicRequest {
-    LogicRequest::AcquireLease {
-        partition: cfg.partition,
-        job: cfg.id.clone(),
-        ttl_ms: cfg.lease_ttl.as_millis() as u64,
-    }
+/// One lease request, each attempt bounded by `within`.
+async fn request(cfg: &JobConfig, logic: &LogicClient, within: Duration) -> Result<Lease, RpcError> {
+    let ttl_ms = u64::try_from(cfg.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+    logic.acquire_lease(cfg.partition, &cfg.id, ttl_ms, within).await
 }
 
 /// Waits until the lease is ours; returns the committed offset. `None` on shutdown.
 pub async fn acquire(cfg: &JobConfig, logic: &LogicClient, shutdown: &CancellationToken) -> Option<u64> {
     loop {
-        match logic.call(&acquire_req(cfg)).await {
-            Ok(LogicReply::Lease { granted: true, offset, .. }) => return Some(offset),
-            Ok(LogicReply::Lease { holder, .. }) => {
-                debug!(job = %cfg.id, %holder, "partition held by another job")
-            }
-            Ok(other) => warn!(?other, "unexpected lease reply"),
+        match request(cfg, logic, logic.timeout()).await {
+            Ok(Lease { granted: true, offset, .. }) => return Some(offset),
+            Ok(Lease { holder, .. }) => debug!(job = %cfg.id, %holder, "partition held by another job"),
             Err(e) => debug!(error = %e, "lease request failed"),
         }
         tokio::select! {
@@ -52,10 +48,10 @@ pub async fn keep(
             _ = tokio::time::sleep(cfg.lease_ttl / 3) => {}
         }
         // Each attempt gets a slice of the TTL, so a dead logic node is skipped in time.
-        match logic.call_within(&acquire_req(&cfg), cfg.lease_ttl / 4).await {
-            Ok(LogicReply::Lease { granted: true, .. }) => renewed = Instant::now(),
-            Ok(reply) => {
-                warn!(job = %cfg.id, ?reply, "lease lost");
+        match request(&cfg, &logic, cfg.lease_ttl / 4).await {
+            Ok(Lease { granted: true, .. }) => renewed = Instant::now(),
+            Ok(Lease { holder, .. }) => {
+                warn!(job = %cfg.id, %holder, "lease lost");
                 lost.cancel();
                 return;
             }
@@ -71,8 +67,7 @@ pub async fn keep(
 }
 
 pub async fn release(cfg: &JobConfig, logic: &LogicClient) {
-    let req = LogicRequest::ReleaseLease { partition: cfg.partition, job: cfg.id.clone() };
-    if let Err(e) = logic.call(&req).await {
+    if let Err(e) = logic.release_lease(cfg.partition, &cfg.id).await {
         warn!(job = %cfg.id, error = %e, "releasing lease");
     }
 }

@@ -11,7 +11,6 @@ mod tail;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use goim_net::rpc::logic::{LogicReply, LogicRequest};
 use goim_net::rpc::logic_client::LogicClient;
 use goim_net::rpc::record::Partition;
 use goim_net::rpc::PushRecord;
@@ -20,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::comet_link::Comets;
+use crate::config::Config;
 
 #[derive(Debug, Clone)]
 pub struct JobConfig {
@@ -28,6 +28,18 @@ pub struct JobConfig {
     pub batch_records: usize,
     pub batch_bytes: usize,
     pub lease_ttl: Duration,
+}
+
+impl From<&Config> for JobConfig {
+    fn from(cfg: &Config) -> JobConfig {
+        JobConfig {
+            id: format!("job-{}", cfg.quic_addr),
+            partition: 0,
+            batch_records: cfg.job_batch_records,
+            batch_bytes: cfg.job_batch_bytes,
+            lease_ttl: Duration::from_millis(cfg.job_lease_ms),
+        }
+    }
 }
 
 /// Commit the offset at least this often while records flow (and whenever idle).
@@ -127,10 +139,8 @@ async fn run(
 }
 
 async fn commit(cfg: &JobConfig, logic: &LogicClient, seq: u64) -> anyhow::Result<()> {
-    let req = LogicRequest::CommitOffset { partition: cfg.partition, job: cfg.id.clone(), seq };
-    match logic.call(&req).await {
-        Ok(LogicReply::Offset(_)) => Ok(()),
-        Ok(other) => anyhow::bail!("unexpected reply to commit: {other:?}"),
+    match logic.commit_offset(cfg.partition, &cfg.id, seq).await {
+        Ok(_) => Ok(()),
         Err(e) => anyhow::bail!("commit offset {seq}: {e}"),
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use goim_net::quic::QuicEndpoint;
 use goim_net::rpc::logic::CometInfo;
 use goim_net::rpc::Service;
-use goim_raft::command::{Push, PushTo};
-use goim_raft::{Cluster, Reply, Request, WriteError};
+use goim_raft::command::{Push, PushTo, Pushed};
+use goim_raft::{Cluster, ClusterConfig, WriteError};
 use goim_storage::tables::{comets, requests};
 use tokio_util::sync::CancellationToken;
 
@@ -46,11 +46,20 @@ pub struct Logic {
     pub api_auth: ApiAuth,
 }
 
-/// What a push committed as: the last log seq and, for room pushes, the room offset.
-#[derive(Debug, Clone, Copy)]
-pub struct Pushed {
-    pub seq: u64,
-    pub room_seq: u64,
+impl From<&Config> for ClusterConfig {
+    /// This node's Raft settings.
+    fn from(cfg: &Config) -> ClusterConfig {
+        let mut rc = ClusterConfig::new(cfg.node_id, cfg.data_dir.clone(), cfg.quic_addr.to_string());
+        rc.peers = cfg.peers.0.clone();
+        rc.heartbeat_ms = cfg.raft_heartbeat_ms;
+        rc.election_min_ms = cfg.raft_election_min_ms;
+        rc.election_max_ms = cfg.raft_election_max_ms;
+        rc.snapshot_every = cfg.snapshot_every;
+        rc.batches_in_flight = cfg.raft_batches_in_flight;
+        let roles = cfg.roles.to_string();
+        rc.about = serde_json::json!({ "roles": roles, "http": cfg.http_addr.to_string() }).to_string();
+        rc
+    }
 }
 
 impl Logic {
@@ -103,11 +112,7 @@ impl Logic {
             Some(k) => requests::client_id(k),
             None => requests::generated_id(ts_ms, rand::random()),
         };
-        let cmd = Request::Push(Push { id, to, op, body, ts_ms, room_keep: self.room_retention_records });
-        match self.cluster.write(cmd).await? {
-            Reply::Pushed { seq, room_seq } => Ok(Pushed { seq, room_seq }),
-            other => Err(WriteError::Fatal(format!("unexpected reply {other:?}"))),
-        }
+        self.cluster.propose(Push { id, to, op, body, ts_ms, room_keep: self.room_retention_records }).await
     }
 
     /// Comets whose registration has not expired, by the local clock.

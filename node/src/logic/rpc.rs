@@ -5,12 +5,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use goim_net::quic::{serve_unary, BiStream, StreamHandler};
-use goim_net::rpc::logic::{AuthBody, LogicReply, LogicRequest, LogicResult};
+use goim_net::rpc::logic::{AuthBody, Connected, HistoryPage, LogicReply, LogicRequest, LogicResult};
 use goim_net::rpc::RpcError;
 use goim_raft::command::{
     AcquireLease, ChangeRoom, CommitOffset, Connect, Disconnect, PushTo, ReleaseLease, RenewOnline, Resync,
+    Write,
 };
-use goim_raft::{Reply, Request, WriteError};
+use goim_raft::WriteError;
 use goim_storage::tables::sessions::{self, Session};
 
 use super::Logic;
@@ -28,26 +29,25 @@ impl StreamHandler for LogicService {
     }
 }
 
-fn unavailable(e: WriteError) -> RpcError {
+/// A refused command is the caller's to see; anything else means "try another node or later".
+fn rpc_error(e: WriteError) -> RpcError {
     match e {
+        WriteError::Rejected(why) => RpcError::Rejected(why),
         WriteError::Fatal(m) => RpcError::Unavailable(format!("raft: {m}")),
         other => RpcError::Unavailable(other.to_string()),
     }
 }
 
 impl Logic {
-    async fn write(&self, req: Request) -> Result<Reply, RpcError> {
-        match self.cluster.write(req).await.map_err(unavailable)? {
-            Reply::Refused(why) => Err(RpcError::Rejected(why)),
-            r => Ok(r),
-        }
+    async fn write<C: Write>(&self, cmd: C) -> Result<C::Out, RpcError> {
+        self.cluster.propose(cmd).await.map_err(rpc_error)
     }
 
     pub async fn serve(&self, req: LogicRequest) -> LogicResult {
         match req {
             LogicRequest::Connect { comet, conn, ip, auth } => self.connect(comet, conn, ip, auth).await,
             LogicRequest::Disconnect { comet, key, conn } => {
-                self.write(Request::Disconnect(Disconnect { comet, key, conn })).await?;
+                self.write(Disconnect { comet, key, conn }).await?;
                 Ok(LogicReply::Done)
             }
             LogicRequest::ChangeRoom { comet, key, conn, room } => {
@@ -55,10 +55,7 @@ impl Logic {
                     return Err(RpcError::Rejected("room_id must not contain NUL".into()));
                 }
                 let cmd = ChangeRoom { comet, key, conn, room, ts_ms: now_ms() };
-                match self.write(Request::ChangeRoom(cmd)).await? {
-                    Reply::Joined { room_seq, epoch } => Ok(LogicReply::Joined { room_seq, epoch }),
-                    other => Err(RpcError::unexpected(&other)),
-                }
+                Ok(LogicReply::Joined(self.write(cmd).await?))
             }
             LogicRequest::History { room, after, until, limit } => {
                 let limit = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -66,7 +63,11 @@ impl Logic {
                     .history(&room, after, until, limit)
                     .await
                     .map_err(|e| RpcError::Unavailable(e.to_string()))?;
-                Ok(LogicReply::History { epoch: h.epoch, last_seq: h.last_seq, records: h.records })
+                Ok(LogicReply::History(HistoryPage {
+                    epoch: h.epoch,
+                    last_seq: h.last_seq,
+                    records: h.records,
+                }))
             }
             LogicRequest::RenewOnline { comet, rooms, conn_count, ip_count } => {
                 let cmd = RenewOnline {
@@ -77,42 +78,29 @@ impl Logic {
                     now_ms: now_ms(),
                     ttl_ms: self.comet_ttl_ms,
                 };
-                match self.write(Request::RenewOnline(cmd)).await? {
-                    Reply::RoomCounts { counts, known: true } => Ok(LogicReply::RoomCounts(counts)),
-                    Reply::RoomCounts { counts, known: false } => Ok(LogicReply::Reregistered(counts)),
-                    other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
-                }
+                let online = self.write(cmd).await?;
+                Ok(match online.known {
+                    true => LogicReply::RoomCounts(online.counts),
+                    false => LogicReply::Reregistered(online.counts),
+                })
             }
             LogicRequest::Resync { comet, sessions } => {
-                match self.write(Request::Resync(Resync { comet, sessions, now_ms: now_ms() })).await? {
-                    Reply::Stale(stale) => Ok(LogicReply::Stale(stale)),
-                    other => Err(RpcError::unexpected(&other)),
-                }
+                Ok(LogicReply::Stale(self.write(Resync { comet, sessions, now_ms: now_ms() }).await?))
             }
             LogicRequest::Receive { id, key, mid, body, .. } => self.receive(&id, key, mid, body).await,
             LogicRequest::Comets => {
                 self.comet_infos().map(LogicReply::Comets).map_err(|e| RpcError::Unavailable(e.to_string()))
             }
             LogicRequest::AcquireLease { partition, job, ttl_ms } => {
-                match self
-                    .write(Request::AcquireLease(AcquireLease { partition, job, now_ms: now_ms(), ttl_ms }))
-                    .await?
-                {
-                    Reply::Lease { granted, holder, offset } => {
-                        Ok(LogicReply::Lease { granted, holder, offset })
-                    }
-                    other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
-                }
+                let cmd = AcquireLease { partition, job, now_ms: now_ms(), ttl_ms };
+                Ok(LogicReply::Lease(self.write(cmd).await?))
             }
             LogicRequest::ReleaseLease { partition, job } => {
-                self.write(Request::ReleaseLease(ReleaseLease { partition, job })).await?;
+                self.write(ReleaseLease { partition, job }).await?;
                 Ok(LogicReply::Done)
             }
             LogicRequest::CommitOffset { partition, job, seq } => {
-                match self.write(Request::CommitOffset(CommitOffset { partition, job, seq })).await? {
-                    Reply::Offset(o) => Ok(LogicReply::Offset(o)),
-                    other => Err(RpcError::Unavailable(format!("unexpected reply {other:?}"))),
-                }
+                Ok(LogicReply::Offset(self.write(CommitOffset { partition, job, seq }).await?))
             }
         }
     }
@@ -133,19 +121,16 @@ impl Logic {
             ip,
             connected_ms: now_ms(),
         };
-        let (room_seq, epoch) = match self.write(Request::Connect(Connect { session })).await? {
-            Reply::Joined { room_seq, epoch } => (room_seq, epoch),
-            other => return Err(RpcError::unexpected(&other)),
-        };
-        Ok(LogicReply::Connected {
+        let joined = self.write(Connect { session }).await?;
+        Ok(LogicReply::Connected(Connected {
             key,
             mid: auth.mid,
             room_id: auth.room_id,
             accepts: auth.accepts,
             heartbeat_secs: self.heartbeat_secs,
-            room_seq,
-            epoch,
-        })
+            room_seq: joined.room_seq,
+            epoch: joined.epoch,
+        }))
     }
 
     /// Chat mode: an uplink message is pushed to the sender's room, tagged with its mid;
@@ -163,7 +148,7 @@ impl Logic {
         let pushed = self
             .push(PushTo::Room(room), self.chat_op, msg.to_string().into(), Some(id))
             .await
-            .map_err(unavailable)?;
+            .map_err(rpc_error)?;
         Ok(LogicReply::Pushed { seq: pushed.seq })
     }
 }

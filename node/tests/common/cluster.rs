@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use goim_net::client::{AuthReply, AuthRequest, Client};
+use goim_client::{AuthReply, AuthRequest, Client};
 use goim_net::packet::Packet;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -683,6 +683,25 @@ pub struct Pusher {
 /// for another rather than waited for.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The op of a sentinel push: a barrier, not content, so the stream checks (which look at
+/// one op) pass over it.
+pub const SENTINEL_OP: i32 = 1999;
+
+/// Instead of "wait a while, then check that nothing more came": a sentinel pushed after
+/// everything else. A comet hands its clients the push log in log order, so once a client
+/// has the sentinel it has everything pushed before it, the unwanted included.
+impl Pusher {
+    /// Pushes the room sentinel into `room` (as the push API names it, `type=live&room=1`);
+    /// returns its body.
+    pub async fn room_sentinel(&self, room: &str) -> String {
+        let body = "sentinel".to_string();
+        let path = format!("/goim/push/room?operation={SENTINEL_OP}&{room}");
+        let out = self.push(0, &path, &format!("sentinel-{}", utc_now()), &body).await;
+        assert!(out.acked.is_some(), "sentinel push not acknowledged: {}", out.last_error);
+        body
+    }
+}
+
 impl Pusher {
     pub fn new(bases: Vec<String>) -> Pusher {
         let http = reqwest::Client::builder()
@@ -905,6 +924,14 @@ impl Inbox {
 
     pub fn len(&self) -> usize {
         self.packets.lock().unwrap().len()
+    }
+
+    /// Waits until a packet with `body` (a sentinel) has arrived.
+    pub async fn wait_body(&self, body: &str, within: Duration) {
+        wait_for(within, &format!("{} to receive {body:?}", self.name), || async {
+            self.bodies().iter().any(|b| b == body).then_some(())
+        })
+        .await
     }
 
     /// Why the connection ended, if it did.

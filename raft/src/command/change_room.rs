@@ -29,3 +29,5 @@ impl ChangeRoom {
         }
     }
 }
+
+typed_write!(ChangeRoom => goim_net::rpc::logic::Joined, super::Reply::Joined { room_seq, epoch } => goim_net::rpc::logic::Joined { room_seq, epoch });

@@ -23,3 +23,5 @@ impl CommitOffset {
         }
     }
 }
+
+typed_write!(CommitOffset => u64, super::Reply::Offset(offset) => offset);

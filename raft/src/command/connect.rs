@@ -55,3 +55,5 @@ pub(super) fn joined(txn: &mut Txn<'_>, room: &str, seed: u64) -> Result<Reply, 
     let state = rooms::open(txn, room, seed)?;
     Ok(Reply::Joined { room_seq: state.last_seq, epoch: state.epoch })
 }
+
+typed_write!(Connect => goim_net::rpc::logic::Joined, super::Reply::Joined { room_seq, epoch } => goim_net::rpc::logic::Joined { room_seq, epoch });

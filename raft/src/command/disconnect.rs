@@ -23,3 +23,5 @@ impl Disconnect {
         Ok(Reply::Done)
     }
 }
+
+typed_write!(Disconnect => (), super::Reply::Done => ());

@@ -50,3 +50,7 @@ impl ReleaseLease {
         Ok(Reply::Done)
     }
 }
+
+typed_write!(AcquireLease => goim_net::rpc::logic::Lease,
+    super::Reply::Lease { granted, holder, offset } => goim_net::rpc::logic::Lease { granted, holder, offset });
+typed_write!(ReleaseLease => (), super::Reply::Done => ());

@@ -1,5 +1,30 @@
 //! Every replicated write, one file per command. Commands carry everything `apply` needs
 //! (including the proposer's clock), so applying them is deterministic on every replica.
+//! Each command file also says what its apply answers (`Write`), so `Cluster::propose`
+//! hands every caller its own type.
+
+/// `Write` for a command: it becomes `Request::$cmd`, and `$pat` (a `Reply`) is its answer.
+macro_rules! typed_write {
+    ($cmd:ident => $out:ty, $pat:pat => $val:expr) => {
+        impl From<$cmd> for super::Request {
+            fn from(c: $cmd) -> super::Request {
+                super::Request::$cmd(c)
+            }
+        }
+
+        impl super::Write for $cmd {
+            type Out = $out;
+
+            fn out(reply: super::Reply) -> Result<$out, super::Reply> {
+                match reply {
+                    $pat => Ok($val),
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
+
 mod batch;
 mod change_room;
 mod commit_offset;
@@ -17,6 +42,7 @@ pub use commit_offset::CommitOffset;
 pub use connect::{Connect, KEY_HELD};
 pub use disconnect::Disconnect;
 pub use lease::{AcquireLease, ReleaseLease};
+pub use push::Pushed;
 pub use push::{Push, PushTo};
 pub use renew_online::RenewOnline;
 pub use resync::Resync;
@@ -28,6 +54,13 @@ use std::collections::BTreeMap;
 use goim_storage::tables::Txn;
 use goim_storage::{Command, StorageError};
 use serde::{Deserialize, Serialize};
+
+/// A command proposed on its own (`Cluster::propose`) and the answer its apply gives.
+pub trait Write: Into<Request> {
+    type Out;
+    /// This command's answer out of `reply`; a reply of another kind is given back.
+    fn out(reply: Reply) -> Result<Self::Out, Reply>;
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {

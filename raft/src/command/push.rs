@@ -100,3 +100,12 @@ impl Push {
         Ok(Reply::Pushed { seq, room_seq: 0 })
     }
 }
+
+typed_write!(Push => Pushed, super::Reply::Pushed { seq, room_seq } => Pushed { seq, room_seq });
+
+/// What a push committed as: the last log seq and, for room pushes, the room offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    pub seq: u64,
+    pub room_seq: u64,
+}

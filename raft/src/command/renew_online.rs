@@ -40,3 +40,5 @@ impl RenewOnline {
         Ok(Reply::RoomCounts { counts: comets::room_totals(txn)?, known })
     }
 }
+
+typed_write!(RenewOnline => goim_net::rpc::logic::Online, super::Reply::RoomCounts { counts, known } => goim_net::rpc::logic::Online { counts, known });

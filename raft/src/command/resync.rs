@@ -45,3 +45,5 @@ impl Resync {
         Ok(Reply::Stale(stale))
     }
 }
+
+typed_write!(Resync => Vec<(String, u64)>, super::Reply::Stale(stale) => stale);

@@ -44,3 +44,5 @@ impl Tick {
         Ok(Reply::Done)
     }
 }
+
+typed_write!(Tick => (), super::Reply::Done => ());

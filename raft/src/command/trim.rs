@@ -25,3 +25,5 @@ impl Trim {
         Ok(Reply::Done)
     }
 }
+
+typed_write!(Trim => (), super::Reply::Done => ());

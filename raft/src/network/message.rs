@@ -61,6 +61,9 @@ pub enum WriteError {
     Transport(String),
     #[error("timed out waiting for commit")]
     Timeout,
+    /// Too many writes are waiting to be proposed on this node; retry later.
+    #[error("busy: too many writes waiting to be proposed")]
+    Busy,
 }
 
 #[cfg(test)]

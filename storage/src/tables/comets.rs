@@ -2,7 +2,7 @@
 //! counts it last reported, with an expiry renewed by every report.
 use std::collections::BTreeMap;
 
-use goim_net::rpc::logic::CometInfo;
+use goim_types::rpc::logic::CometInfo;
 use serde::{Deserialize, Serialize};
 
 use super::{key, Kv, Txn};

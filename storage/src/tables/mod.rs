@@ -13,7 +13,7 @@ mod txn;
 
 pub use txn::Txn;
 
-use goim_net::serial;
+use goim_types::serial;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::StorageError;

@@ -1,6 +1,6 @@
 //! The job consumer group: per partition, the committed offset (last seq every comet acked)
 //! and the lease naming the job that owns the partition until `expires_ms`.
-use goim_net::rpc::record::Partition;
+use goim_types::rpc::record::Partition;
 use serde::{Deserialize, Serialize};
 
 use super::{Kv, Txn};

@@ -1,7 +1,7 @@
 //! The push log (what Kafka is in goim): per partition, dense seq → `PushRecord`, and the
 //! head (first and last retained seq).
-use goim_net::rpc::record::Partition;
-use goim_net::rpc::PushRecord;
+use goim_types::rpc::record::Partition;
+use goim_types::rpc::PushRecord;
 use serde::{Deserialize, Serialize};
 
 use super::{rooms, Kv, Txn};
@@ -61,7 +61,7 @@ pub fn get(kv: &impl Kv, p: Partition, seq: u64) -> Result<Option<PushRecord>, S
 pub fn range(kv: &impl Kv, p: Partition, from: u64, limit: usize) -> Result<Vec<PushRecord>, StorageError> {
     kv.range_raw(&record_key(p, from), &record_key(p, u64::MAX), limit)?
         .into_iter()
-        .map(|(_, v)| Ok(goim_net::serial::decode(&v)?))
+        .map(|(_, v)| Ok(goim_types::serial::decode(&v)?))
         .collect()
 }
 
@@ -74,7 +74,7 @@ pub fn trim(txn: &mut Txn<'_>, p: Partition, before: u64) -> Result<usize, Stora
     for seq in h.first_seq..before {
         let key = record_key(p, seq);
         if let Some(record) = get(txn, p, seq)? {
-            if let goim_net::rpc::PushTarget::Room { room, room_seq } = &record.target {
+            if let goim_types::rpc::PushTarget::Room { room, room_seq } = &record.target {
                 rooms::unindex(txn, room, *room_seq);
             }
             n += 1;

@@ -2,7 +2,7 @@
 //! 1); the epoch names this incarnation of the room's history, so an offset from a wiped or
 //! rebuilt cluster is never trusted. The history index maps (room, room_seq) to the push-log
 //! seq holding the message: recovery and `/goim/history/room` read the push log through it.
-use goim_net::rpc::PushRecord;
+use goim_types::rpc::PushRecord;
 use serde::{Deserialize, Serialize};
 
 use super::{key, pushlog, Kv, Txn};
@@ -81,7 +81,7 @@ pub fn history(
     let mut bytes = 0;
     for (k, v) in kv.range_raw(&start, &end, limit)? {
         let room_seq = k.len().checked_sub(8).and_then(|at| k[at..].try_into().ok()).map(u64::from_be_bytes);
-        let seq: u64 = goim_net::serial::decode(&v)?;
+        let seq: u64 = goim_types::serial::decode(&v)?;
         let Some(record) = pushlog::get(kv, 0, seq)? else { break };
         let dense = match out.last() {
             Some(prev) => room_seq == prev.room_seq().map(|s| s + 1),

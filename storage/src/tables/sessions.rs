@@ -83,7 +83,7 @@ pub fn in_room(kv: &impl Kv, room: &str, max_scan: usize) -> Result<(Vec<Session
     let complete = rows.len() <= max_scan;
     let mut members = Vec::new();
     for (_, v) in rows.iter().take(max_scan) {
-        let s: Session = goim_net::serial::decode(v)?;
+        let s: Session = goim_types::serial::decode(v)?;
         if s.room == room {
             members.push(s);
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use goim_net::client::{AuthRequest, Client};
+use goim_client::{AuthRequest, Client};
 
 use crate::push::print_latency;
 

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{self, error::ProtocolError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::codec::Framed;
 
-use crate::packet::{decode_ws_bytes, op, split_batch, Packet, PacketCodec, PacketError};
+use goim_net::packet::{decode_ws_bytes, op, split_batch, Packet, PacketCodec, PacketError};
 
 /// The largest body the client accepts: the server's op-9 batches can be large.
 pub const CLIENT_MAX_BODY: usize = 1 << 20;
@@ -314,7 +314,7 @@ fn is_ws_closed(err: &tungstenite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::encode_batch;
+    use goim_net::packet::encode_batch;
     use tokio::net::TcpListener;
 
     /// Ops the test server treats as commands from the test.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::time::{sleep_until, Instant, Interval, MissedTickBehavior};
 
 use super::{AuthReply, AuthRequest, Client, ClientError};
-use crate::packet::{op, Packet};
+use goim_net::packet::{op, Packet};
 
 /// How a `ResumingClient` finds comets and paces its retries.
 #[derive(Debug, Clone)]
@@ -493,7 +493,7 @@ mod tests {
     use tokio_util::codec::Framed;
 
     use super::*;
-    use crate::packet::{decode_ws_bytes, PacketCodec};
+    use goim_net::packet::{decode_ws_bytes, PacketCodec};
 
     const WAIT: Duration = Duration::from_secs(1);
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{PushRecord, RpcError};
-pub use crate::packet::auth::AuthBody;
+pub use crate::auth::AuthBody;
 
 /// A comet as registered in the cluster (goim's discovery instance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,32 +103,61 @@ pub enum LogicRequest {
     },
 }
 
+/// The answer to `Connect`: the session as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connected {
+    pub key: String,
+    pub mid: i64,
+    pub room_id: String,
+    pub accepts: Vec<i32>,
+    pub heartbeat_secs: u64,
+    /// The room's offset when the session was recorded: the last room push before it.
+    pub room_seq: u64,
+    /// The room's epoch (0 for no room).
+    pub epoch: u64,
+}
+
+/// A room's offset and epoch where a session joined it (0s for no room).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    pub room_seq: u64,
+    pub epoch: u64,
+}
+
+/// Retained room messages, dense and in order. They start after the requested offset only
+/// if that part of the history is still retained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub epoch: u64,
+    /// The room's newest offset as the serving node knows it.
+    pub last_seq: u64,
+    pub records: Vec<PushRecord>,
+}
+
+/// Lease outcome; when granted, `offset` is the committed offset to resume after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub granted: bool,
+    pub holder: String,
+    pub offset: u64,
+}
+
+/// The answer to `RenewOnline`: cluster-wide online count per room, and whether the comet
+/// was registered before (when not, it must `Resync`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Online {
+    pub counts: BTreeMap<String, u64>,
+    pub known: bool,
+}
+
+/// What goes back on the wire; the failover client (goim-net) turns it into the typed
+/// answer of each call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogicReply {
-    Connected {
-        key: String,
-        mid: i64,
-        room_id: String,
-        accepts: Vec<i32>,
-        heartbeat_secs: u64,
-        /// The room's offset when the session was recorded: the last room push before it.
-        room_seq: u64,
-        /// The room's epoch (0 for no room).
-        epoch: u64,
-    },
-    /// After a room change: the new room's offset and epoch at the change (0s for no room).
-    Joined {
-        room_seq: u64,
-        epoch: u64,
-    },
-    /// Retained room messages, dense and in order. They start after the requested offset
-    /// only if that part of the history is still retained.
-    History {
-        epoch: u64,
-        /// The room's newest offset as the serving node knows it.
-        last_seq: u64,
-        records: Vec<PushRecord>,
-    },
+    Connected(Connected),
+    /// After a room change.
+    Joined(Joined),
+    History(HistoryPage),
     Done,
     /// Cluster-wide online count per room, summed over every comet.
     RoomCounts(BTreeMap<String, u64>),
@@ -140,12 +169,7 @@ pub enum LogicReply {
         seq: u64,
     },
     Comets(Vec<CometInfo>),
-    /// Lease outcome; when granted, `offset` is the committed offset to resume after.
-    Lease {
-        granted: bool,
-        holder: String,
-        offset: u64,
-    },
+    Lease(Lease),
     /// The partition's committed offset.
     Offset(u64),
 }

@@ -68,11 +68,18 @@ impl Frame {
 
     /// `tcp_bytes().len()`, without touching the refcount.
     pub fn tcp_len(&self) -> usize {
-        match self {
-            Frame::Packet(b) => b.len(),
-            Frame::Batch(b) => b.len().saturating_sub(HEADER_LEN),
-            Frame::Room(r) => r.batch.len().saturating_sub(HEADER_LEN),
-        }
+        self.tcp_slice().len()
+    }
+
+    /// What `tcp_bytes` holds, borrowed (for copying into a write buffer without touching
+    /// the refcount).
+    pub fn tcp_slice(&self) -> &[u8] {
+        let (bytes, skip) = match self {
+            Frame::Packet(b) => (b, 0),
+            Frame::Batch(b) => (b, HEADER_LEN),
+            Frame::Room(r) => (&r.batch, HEADER_LEN),
+        };
+        bytes.get(skip..).unwrap_or_default()
     }
 
     pub fn tcp_bytes(&self) -> Bytes {
@@ -409,8 +416,10 @@ mod tests {
         let frame = Frame::Room(RoomBatch { batch: batch.clone(), first: 3, last: 3 });
         assert_eq!(frame.ws_bytes(), batch);
         assert_eq!(frame.tcp_bytes(), batch.slice(HEADER_LEN..));
+        assert_eq!(frame.tcp_slice(), &batch[HEADER_LEN..]);
         let single = Frame::Packet(batch.clone());
         assert_eq!(single.tcp_bytes(), batch);
+        assert_eq!(single.tcp_slice(), &batch[..]);
     }
 
     #[test]

@@ -138,7 +138,7 @@ impl TcpSink {
         SCRATCH_BUF.with_borrow_mut(|buf| {
             buf.clear();
             while let Some(frame) = frames.next_if(|f| buf.is_empty() || buf.len() + f.tcp_len() <= SCRATCH) {
-                buf.extend_from_slice(&frame.tcp_bytes());
+                buf.extend_from_slice(frame.tcp_slice());
             }
             let written = match self.0.try_write(buf) {
                 Ok(n) => n,

@@ -120,7 +120,7 @@ async fn bad_client_input_is_closed_and_counted_while_others_are_served() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..200u32 {
         let junk: Vec<u8> = (0..(i % 1200 + 1)).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect();
-        udp.send_to(&junk, format!("127.0.0.1:{}", node.ports.quic)).unwrap();
+        udp.send_to(&junk, node.quic.to_string()).unwrap();
     }
 
     // The good client was served throughout.

@@ -250,7 +250,7 @@ async fn push_and_cluster_routes_need_the_api_token() {
     assert!(m.contains("goim_http_unauthorized_total{reason=\"wrong\"} 4"), "{m}");
 
     // The CLI: refused without the token, served with --token or GOIM_API_TOKEN.
-    let addr = format!("127.0.0.1:{}", node.ports.http);
+    let addr = node.http.to_string();
     let out = goim(&["cluster", "status", "--http", &addr], &[]);
     assert!(!out.status.success());
     assert!(

@@ -137,7 +137,7 @@ async fn idle_and_dripping_http_connections_are_cut_while_health_answers() {
     const DRIPPING: usize = 20;
     let timeout = Duration::from_secs(4);
     let node = Node::start(&["--http-header-timeout-ms", "4000", "--http-max-connections", "4000"]).await;
-    let addr = format!("127.0.0.1:{}", node.ports.http);
+    let addr = node.http.to_string();
 
     let opened = Instant::now();
     let mut conns = Vec::with_capacity(IDLE);
@@ -216,7 +216,7 @@ async fn idle_and_dripping_http_connections_are_cut_while_health_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_connection_cap_answers_503_and_recovers() {
     let node = Node::start(&["--http-max-connections", "50", "--http-header-timeout-ms", "1500"]).await;
-    let addr = format!("127.0.0.1:{}", node.ports.http);
+    let addr = node.http.to_string();
     let mut held = Vec::new();
     for _ in 0..50 {
         held.push(TcpStream::connect(&addr).await.unwrap());

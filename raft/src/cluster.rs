@@ -15,7 +15,9 @@ use tracing::{info, warn};
 
 use crate::command::{Reply, Request, Write};
 use crate::membership::{self, MembershipChange, MembershipView};
-use crate::network::{LeaderOp, LeaderReply, QuicNetwork, RaftRpc, RaftRpcReply, RaftService, WriteError};
+use crate::network::{
+    call_as, LeaderOp, LeaderReply, QuicNetwork, RaftRpc, RaftRpcReply, RaftService, WriteError,
+};
 use crate::proposer::{self, Proposer};
 use crate::types::{Raft, TypeConfig};
 
@@ -258,12 +260,11 @@ impl Cluster {
 
     async fn forward(&self, addr: &str, op: &LeaderOp) -> Result<LeaderReply, WriteError> {
         let rpc = RaftRpc::Leader(op.clone());
-        match self.endpoint.call::<RaftRpc, RaftRpcReply>(addr, Service::Raft, &rpc, self.write_timeout).await
-        {
-            Ok(RaftRpcReply::Leader(r)) => r,
-            Ok(other) => Err(WriteError::Transport(format!("unexpected reply {other:?}"))),
-            Err(e) => Err(WriteError::Transport(e.to_string())),
-        }
+        let pick = |reply| match reply {
+            RaftRpcReply::Leader(r) => Ok(r),
+            other => Err(Box::new(other)),
+        };
+        call_as(&self.endpoint, addr, &rpc, self.write_timeout, pick).await.map_err(WriteError::Transport)?
     }
 
     /// Runs `op` on this node; a follower answers where the leader is.

@@ -3,11 +3,10 @@
 //! overview served by one node covers every member and marks the silent ones down.
 use std::time::Duration;
 
-use goim_net::rpc::Service;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
-use crate::network::{RaftRpc, RaftRpcReply};
+use crate::network::{call_as, RaftRpc, RaftRpcReply};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStatus {
@@ -40,12 +39,13 @@ impl Cluster {
 
     /// The status of the member at QUIC address `addr`, or why it did not answer in `timeout`.
     pub async fn member_status(&self, addr: &str, timeout: Duration) -> Result<MemberStatus, String> {
-        let call =
-            self.endpoint.call::<RaftRpc, RaftRpcReply>(addr, Service::Raft, &RaftRpc::Status, timeout);
+        let pick = |reply| match reply {
+            RaftRpcReply::Status(s) => Ok(s),
+            other => Err(Box::new(other)),
+        };
+        let call = call_as(&self.endpoint, addr, &RaftRpc::Status, timeout, pick);
         match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(RaftRpcReply::Status(s))) => Ok(s),
-            Ok(Ok(other)) => Err(format!("unexpected reply {other:?}")),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(answer) => answer,
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
         }
     }

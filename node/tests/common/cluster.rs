@@ -97,7 +97,8 @@ impl Role {
     }
 }
 
-/// One `goim run` child process with fixed addresses and data dir across restarts.
+/// One `goim run` child process with fixed addresses and data dir across restarts: the one
+/// process harness (a cluster's node here; `common::Node`, a one-node cluster, wraps it).
 pub struct ProcNode {
     pub name: String,
     pub role: Role,
@@ -108,6 +109,8 @@ pub struct ProcNode {
     pub ws: SocketAddr,
     pub quic: SocketAddr,
     args: Vec<String>,
+    /// A command the binary runs under (e.g. `prlimit --nofile=N:N --`), empty for none.
+    launcher: Vec<String>,
     /// Holds the node's temp dir (data dir and log); None once kept for a post-mortem.
     tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
@@ -117,7 +120,23 @@ pub struct ProcNode {
 impl ProcNode {
     /// A node on a fresh loopback address with free ports there (not started).
     fn new(name: String, role: Role, id: u64) -> ProcNode {
-        let ip = next_ip();
+        ProcNode::on(next_ip(), name, role, id)
+    }
+
+    /// A node with every role (a one-node cluster) on 127.0.0.1, run by `launcher` (a
+    /// command taking the program and its arguments), with `extra` flags; not started.
+    pub fn standalone(launcher: &[&str], extra: &[&str]) -> ProcNode {
+        let mut node = ProcNode::on(Ipv4Addr::LOCALHOST, "node".into(), Role::Logic, 1);
+        node.launcher = launcher.iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> =
+            vec!["run".into(), "--data-dir".into(), node.data_dir().display().to_string()];
+        args.extend(node.addr_args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        node.args = args;
+        node
+    }
+
+    fn on(ip: Ipv4Addr, name: String, role: Role, id: u64) -> ProcNode {
         // Hold every socket until all ports are picked so none is handed out twice.
         let tcp: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind((ip, 0)).expect("bind tcp")).collect();
         let udp = UdpSocket::bind((ip, 0)).expect("bind udp");
@@ -133,6 +152,7 @@ impl ProcNode {
             ws: port(&tcp[2]),
             quic: udp.local_addr().unwrap(),
             args: Vec::new(),
+            launcher: Vec::new(),
             dir: tmp.path().to_path_buf(),
             tmp: Some(tmp),
             child: None,
@@ -148,15 +168,8 @@ impl ProcNode {
             self.role.flag().into(),
             "--data-dir".into(),
             self.data_dir().display().to_string(),
-            "--http-addr".into(),
-            self.http.to_string(),
-            "--tcp-addr".into(),
-            self.tcp.to_string(),
-            "--ws-addr".into(),
-            self.ws.to_string(),
-            "--quic-addr".into(),
-            self.quic.to_string(),
         ];
+        args.extend(self.addr_args());
         // `extra` may set one of the fast timings differently (a flag may be given once).
         for pair in FAST_TIMINGS.chunks(2) {
             if !extra.contains(&pair[0]) {
@@ -166,6 +179,14 @@ impl ProcNode {
         args.extend(specific);
         args.extend(extra.iter().map(|s| s.to_string()));
         self.args = args;
+    }
+
+    fn addr_args(&self) -> Vec<String> {
+        let (http, tcp, ws, quic) = (self.http, self.tcp, self.ws, self.quic);
+        [("--http-addr", http), ("--tcp-addr", tcp), ("--ws-addr", ws), ("--quic-addr", quic)]
+            .into_iter()
+            .flat_map(|(flag, addr)| [flag.to_string(), addr.to_string()])
+            .collect()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -229,7 +250,16 @@ impl ProcNode {
         assert!(self.child.is_none(), "{} already running", self.name);
         let log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open node.log");
         let filter = std::env::var("GOIM_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
-        let child = Command::new(env!("CARGO_BIN_EXE_goim"))
+        let goim = env!("CARGO_BIN_EXE_goim");
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(goim);
+                c
+            }
+            None => Command::new(goim),
+        };
+        let child = command
             .args(&self.args)
             .env("GOIM_LOG", filter)
             .stdin(Stdio::null())
@@ -302,6 +332,20 @@ impl ProcNode {
             let _ = child.wait();
             self.note("killed (-9)");
         }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let status = child.wait().expect("wait for child");
+        self.note(&format!("terminated ({status})"));
+        status
+    }
+
+    /// The process id (a launcher execs the binary, so it is the binary's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn log(&self) -> String {

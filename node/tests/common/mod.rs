@@ -1,37 +1,29 @@
-//! Test harness: runs the real `goim` binary as a child process on free loopback ports with
-//! a temp data dir, waits for `/health`, and kills it on drop. Plus small HTTP helpers.
+//! Test harness: runs the real `goim` binary as child processes on free loopback ports with
+//! temp data dirs (`cluster::ProcNode`, the one process harness; `Node` is a one-node
+//! cluster of it, `cluster::Cluster` many), waits for `/health`, kills them on drop. Plus
+//! small HTTP and metrics helpers.
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub struct Ports {
-    pub http: u16,
-    pub tcp: u16,
-    pub ws: u16,
-    pub quic: u16,
-}
+/// A one-node cluster with every role on 127.0.0.1: the harness's `ProcNode`, started and
+/// healthy, with the client-side addresses most tests want.
+pub struct Node(pub cluster::ProcNode);
 
-impl Ports {
-    pub fn free() -> Ports {
-        let tcp_port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let quic = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Ports { http: tcp_port(), tcp: tcp_port(), ws: tcp_port(), quic }
+impl std::ops::Deref for Node {
+    type Target = cluster::ProcNode;
+
+    fn deref(&self) -> &cluster::ProcNode {
+        &self.0
     }
 }
 
-pub struct Node {
-    pub child: Option<Child>,
-    pub ports: Ports,
-    pub data_dir: PathBuf,
-    pub extra: Vec<String>,
-    /// A command the binary runs under (e.g. `prlimit --nofile=N:N --`), empty for none.
-    pub launcher: Vec<String>,
-    _tmp: Option<tempfile::TempDir>,
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut cluster::ProcNode {
+        &mut self.0
+    }
 }
 
 impl Node {
@@ -43,109 +35,27 @@ impl Node {
     /// `start`, the binary run by `launcher` (a command taking the program and its
     /// arguments, e.g. `["prlimit", "--nofile=512:512", "--"]`).
     pub async fn start_under(launcher: &[&str], extra: &[&str]) -> Node {
-        let tmp = tempfile::tempdir().unwrap();
-        let data_dir = tmp.path().join("data");
-        let mut node = Node {
-            child: None,
-            ports: Ports::free(),
-            data_dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            launcher: launcher.iter().map(|s| s.to_string()).collect(),
-            _tmp: Some(tmp),
-        };
+        let mut node = Node(cluster::ProcNode::standalone(launcher, extra));
         node.spawn().await;
         node
     }
 
-    /// The node's process id (the launcher execs the binary, so it is the binary's).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// (Re)starts the process on the same ports and data dir.
+    /// (Re)starts the process on the same ports and data dir; waits until it is healthy.
     pub async fn spawn(&mut self) {
-        let log = self.data_dir.parent().unwrap().join("node.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let goim = env!("CARGO_BIN_EXE_goim");
-        let mut command = match self.launcher.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(goim);
-                c
-            }
-            None => Command::new(goim),
-        };
-        let child = command
-            .arg("run")
-            .args(["--data-dir", self.data_dir.to_str().unwrap()])
-            .args(["--http-addr", &format!("127.0.0.1:{}", self.ports.http)])
-            .args(["--tcp-addr", &format!("127.0.0.1:{}", self.ports.tcp)])
-            .args(["--ws-addr", &format!("127.0.0.1:{}", self.ports.ws)])
-            .args(["--quic-addr", &format!("127.0.0.1:{}", self.ports.quic)])
-            .args(&self.extra)
-            .env("GOIM_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn goim");
-        self.child = Some(child);
-        self.wait_healthy(Duration::from_secs(30)).await;
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.parent().unwrap().join("node.log")).unwrap_or_default()
-    }
-
-    pub async fn wait_healthy(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        let client = reqwest::Client::new();
-        loop {
-            let url = format!("{}/health", self.http());
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "node not healthy in {within:?}; log:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.0.spawn();
+        self.0.wait_healthy(cluster::START_WITHIN).await;
     }
 
     pub fn http(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.http)
+        self.0.url()
     }
 
     pub fn tcp(&self) -> String {
-        format!("127.0.0.1:{}", self.ports.tcp)
+        self.0.tcp_addr()
     }
 
     pub fn ws(&self) -> String {
-        format!("ws://127.0.0.1:{}/sub", self.ports.ws)
-    }
-
-    /// SIGKILL: nothing gets to run, nothing acknowledged may be lost.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and wait: the graceful path.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        c.wait().unwrap()
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
+        self.0.ws_url()
     }
 }
 

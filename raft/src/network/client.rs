@@ -1,7 +1,9 @@
 //! openraft's `RaftNetworkFactory` / `RaftNetwork` over QUIC. Connections are made on first
 //! use and remade after failures by the endpoint; an unreachable peer is reported as
-//! `Unreachable` so openraft backs off instead of spinning.
+//! `Unreachable` so openraft backs off instead of spinning. Also `call_as`, the typed call
+//! the node's own requests (forwarded writes, member status) make on the Raft stream.
 use std::sync::Arc;
+use std::time::Duration;
 
 use goim_net::quic::{QuicEndpoint, QuicError};
 use goim_net::rpc::Service;
@@ -15,6 +17,20 @@ use openraft::BasicNode;
 
 use super::message::{RaftRpc, RaftRpcReply};
 use crate::types::TypeConfig;
+
+/// One request on a peer's Raft stream, its reply matched once by `pick`; a reply of
+/// another kind (a version mismatch or a bug) is an error naming it, as is a transport
+/// failure.
+pub async fn call_as<T>(
+    endpoint: &QuicEndpoint,
+    addr: &str,
+    rpc: &RaftRpc,
+    timeout: Duration,
+    pick: impl FnOnce(RaftRpcReply) -> Result<T, Box<RaftRpcReply>>,
+) -> Result<T, String> {
+    let reply = endpoint.call::<RaftRpc, RaftRpcReply>(addr, Service::Raft, rpc, timeout).await;
+    pick(reply.map_err(|e| e.to_string())?).map_err(|other| format!("{addr} answered {other:?}"))
+}
 
 #[derive(Clone)]
 pub struct QuicNetwork {

@@ -5,6 +5,6 @@ mod client;
 mod message;
 mod server;
 
-pub use client::QuicNetwork;
+pub use client::{call_as, QuicNetwork};
 pub use message::{LeaderOp, LeaderReply, RaftRpc, RaftRpcReply, WriteError};
 pub use server::RaftService;

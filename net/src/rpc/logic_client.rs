@@ -57,10 +57,15 @@ impl LogicClient {
     /// Moves past `addr` if it is still the preferred node (after a failure outside
     /// `call`, e.g. a tail stream that ended).
     pub fn fail_over_from(&self, addr: &str) {
-        let n = self.addrs.len();
         if let Some(at) = self.addrs.iter().position(|a| a == addr) {
-            let _ = self.current.compare_exchange(at, (at + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+            self.advance_from(at);
         }
+    }
+
+    /// Moves the preference from node `at` to the next, unless another call moved it.
+    fn advance_from(&self, at: usize) {
+        let next = (at + 1) % self.addrs.len();
+        let _ = self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Records a session (auth, op 7).
@@ -192,9 +197,8 @@ impl LogicClient {
     }
 
     /// One request, the wire reply as is: one attempt per configured node at most, each
-    /// bounded by `timeout`; the last error is returned.
-    /// bounded by `timeout` (for calls that must fail over faster
-    /// than the default, e.g. lease renewals inside their TTL).
+    /// bounded by `timeout` (shorter than the default for calls that must fail over
+    /// faster, e.g. lease renewals inside their TTL); the last error is returned.
     ///
     /// Concurrent calls share the preferred node: a call that fails moves the preference
     /// past the node it tried only if nobody moved it meanwhile, so many calls failing on
@@ -211,7 +215,7 @@ impl LogicClient {
                 Ok(result) => return result,
                 Err(e) => last = RpcError::Unavailable(format!("{addr}: {e}")),
             }
-            let _ = self.current.compare_exchange(at, (at + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+            self.advance_from(at);
         }
         Err(last)
     }

@@ -71,23 +71,26 @@ impl Frame {
         self.tcp_slice().len()
     }
 
+    /// The encoded bytes and how many of them TCP clients skip (an op-9 wrapper's header:
+    /// they get the inner packets).
+    fn tcp_parts(&self) -> (&Bytes, usize) {
+        match self {
+            Frame::Packet(b) => (b, 0),
+            Frame::Batch(b) => (b, HEADER_LEN.min(b.len())),
+            Frame::Room(r) => (&r.batch, HEADER_LEN.min(r.batch.len())),
+        }
+    }
+
     /// What `tcp_bytes` holds, borrowed (for copying into a write buffer without touching
     /// the refcount).
     pub fn tcp_slice(&self) -> &[u8] {
-        let (bytes, skip) = match self {
-            Frame::Packet(b) => (b, 0),
-            Frame::Batch(b) => (b, HEADER_LEN),
-            Frame::Room(r) => (&r.batch, HEADER_LEN),
-        };
-        bytes.get(skip..).unwrap_or_default()
+        let (bytes, skip) = self.tcp_parts();
+        &bytes[skip..]
     }
 
     pub fn tcp_bytes(&self) -> Bytes {
-        match self {
-            Frame::Packet(b) => b.clone(),
-            Frame::Batch(b) => b.slice(HEADER_LEN.min(b.len())..),
-            Frame::Room(r) => r.batch.slice(HEADER_LEN.min(r.batch.len())..),
-        }
+        let (bytes, skip) = self.tcp_parts();
+        bytes.slice(skip..)
     }
 }
 

@@ -17,7 +17,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Frames a spare queue buffer may keep room for between wake-ups; a bigger one (after a
 /// burst) is freed, so idle connections stay small.
 const SPARE_KEEP: usize = 16;
-/// A wake-up whose buffer held room for no more frames than this was a quiet one.
+/// A wake-up that took no more frames than this was a quiet one.
 const IDLE_WAKE_UP: usize = 4;
 
 /// Runs until the channel closes or a write fails (which closes the channel).
@@ -31,6 +31,7 @@ pub async fn run<W: FrameSink>(ch: Arc<Channel>, mut sink: W) {
         }
         ch.take_into(&mut frames);
         if !frames.is_empty() {
+            let busy = frames.len() > IDLE_WAKE_UP;
             tokio::select! {
                 biased;
                 _ = ch.closed() => break,
@@ -40,7 +41,6 @@ pub async fn run<W: FrameSink>(ch: Arc<Channel>, mut sink: W) {
                     break;
                 }
             }
-            let busy = frames.capacity() > IDLE_WAKE_UP;
             frames.clear();
             if !busy || frames.capacity() > SPARE_KEEP {
                 // A quiet connection (a reply now and then) keeps no spare buffer; a busy

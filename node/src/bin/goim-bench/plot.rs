@@ -53,12 +53,15 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
         let run: Run = serde_json::from_str(line).with_context(|| {
             format!("{} line {}: not a fanout/latency --json object", args.input.display(), n + 1)
         })?;
+        let fanout = run.bench == "fanout";
+        if !fanout {
+            rates.push(run.rate);
+        }
         for s in run.systems {
-            if run.bench == "fanout" {
+            if fanout {
                 throughput.entry(s.system).or_default().push((run.clients, s.delivered_per_s));
             } else {
                 p99.entry(s.system).or_default().push((run.clients, s.latency.p99_ms));
-                rates.push(run.rate);
             }
         }
     }

@@ -243,7 +243,6 @@ impl ServerArgs {
         let logic_quic: Vec<String> = addrs[..voters].iter().map(|a| a.3.to_string()).collect();
         let peers: Vec<String> =
             logic_quic.iter().enumerate().map(|(i, q)| format!("{}={q}", i + 1)).collect();
-        let mut https = Vec::new();
         let mut healths = Vec::new();
         for (i, (role, (http, tcp, ws, quic))) in roles.iter().zip(addrs).enumerate() {
             let data = dir.join(format!("n{i}"));
@@ -271,7 +270,6 @@ impl ServerArgs {
                     logic_quic.join(","),
                 ]);
             }
-            https.push(http);
             args.extend(self.goim_args.iter().cloned());
             let log = dir.join(format!("n{i}.log"));
             let child = spawn(&bin, &args, &log)?;
@@ -289,7 +287,8 @@ impl ServerArgs {
             wait_healthy(*http, log).await?;
         }
         if voters > 1 {
-            running.publish_addr = wait_leader(&https[..voters]).await?;
+            let voter_http: Vec<SocketAddr> = healths[..voters].iter().map(|(http, _)| *http).collect();
+            running.publish_addr = wait_leader(&voter_http).await?;
         }
         let comets = if whole { voters } else { self.comets };
         if comets > 1 || self.comets > 0 {
@@ -339,80 +338,78 @@ impl ServerArgs {
     }
 }
 
-async fn wait_healthy(http: SocketAddr, log: &Path) -> anyhow::Result<()> {
+/// Tries `attempt` every `every` until it gives a value; `None` after `START_TIMEOUT`.
+async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+    every: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> Option<T> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Ok((200, _)) = http1::get(http, "/health").await {
-            return Ok(());
+        if let Some(value) = attempt().await {
+            return Some(value);
         }
         if Instant::now() > deadline {
-            bail!("goim on {http} not healthy within {START_TIMEOUT:?}; its log ends:\n{}", log_tail(log));
+            return None;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
+}
+
+/// The JSON body of a 200 answer to `GET path`.
+async fn get_json(http: SocketAddr, path: &str) -> Option<serde_json::Value> {
+    match http1::get(http, path).await {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+async fn wait_healthy(http: SocketAddr, log: &Path) -> anyhow::Result<()> {
+    let healthy = poll(Duration::from_millis(100), || async {
+        matches!(http1::get(http, "/health").await, Ok((200, _))).then_some(())
+    });
+    healthy.await.with_context(|| {
+        format!("goim on {http} not healthy within {START_TIMEOUT:?}; its log ends:\n{}", log_tail(log))
+    })
 }
 
 /// Waits until the logic node lists `comets` live comets (pushes reach registered comets only).
 async fn wait_comets(http: SocketAddr, comets: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let listed = match http1::get(http, "/goim/nodes/instances").await {
-            Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["data"].as_array().map(Vec::len))
-                .unwrap_or(0),
-            _ => 0,
-        };
-        if listed >= comets {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the logic node lists {listed} of {comets} comets after {START_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let listed = || async {
+        let v = get_json(http, "/goim/nodes/instances").await?;
+        (v["data"].as_array()?.len() >= comets).then_some(())
+    };
+    poll(Duration::from_millis(200), listed)
+        .await
+        .with_context(|| format!("the logic node does not list {comets} comets after {START_TIMEOUT:?}"))
 }
 
 /// Waits until the voters agree on a leader; returns its HTTP address (pushes go there,
-/// not through a forwarding follower).
-async fn wait_leader(https: &[SocketAddr]) -> anyhow::Result<SocketAddr> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Ok((200, body)) = http1::get(https[0], "/cluster/status").await {
-            let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let leader = status["data"]["leader"].as_u64().and_then(|id| usize::try_from(id).ok());
-            if let Some(http) = leader.and_then(|id| id.checked_sub(1)).and_then(|i| https.get(i)) {
-                return Ok(*http);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("no Raft leader among {} voters after {START_TIMEOUT:?}", https.len());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// not through a forwarding follower). `voters[i]` is node `i + 1`.
+async fn wait_leader(voters: &[SocketAddr]) -> anyhow::Result<SocketAddr> {
+    let leader = || async {
+        let status = get_json(*voters.first()?, "/cluster/status").await?;
+        let id = usize::try_from(status["data"]["leader"].as_u64()?).ok()?;
+        voters.get(id.checked_sub(1)?).copied()
+    };
+    poll(Duration::from_millis(200), leader)
+        .await
+        .with_context(|| format!("no Raft leader among {} voters after {START_TIMEOUT:?}", voters.len()))
 }
 
 /// Waits until nats-server greets a client with its INFO line.
 async fn wait_nats(addr: SocketAddr, log: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-            let mut greeting = [0u8; 4];
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut greeting)).await
-            {
-                if &greeting == b"INFO" {
-                    return Ok(());
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "nats-server on {addr} did not answer within {START_TIMEOUT:?}; its log ends:\n{}",
-                log_tail(log)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let greets = || async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut greeting = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut greeting)).await.ok()?.ok()?;
+        (&greeting == b"INFO").then_some(())
+    };
+    poll(Duration::from_millis(100), greets).await.with_context(|| {
+        format!(
+            "nats-server on {addr} did not answer within {START_TIMEOUT:?}; its log ends:\n{}",
+            log_tail(log)
+        )
+    })
 }
 
 /// The nats-server binary: `name` if it is a path, else found on PATH or in the sbin

@@ -1,6 +1,9 @@
 //! `conns`: N authenticated connections (heartbeats every 30 s) held for S seconds while
 //! the server's RSS is sampled every 10 s: memory per connection, whether it stays flat,
 //! and whether every connection stayed up. With `--peer nats`, the same for nats-server.
+//! Also the connect storm itself (`goim-bench auth` is this command): authenticated
+//! connections per second, and the servers' disk growth per connection (with `--voters 3`,
+//! every session replicated and fsync'd on a majority before its auth reply).
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -75,6 +78,8 @@ fn table_rows(r: &[ConnsResult]) -> Vec<Row> {
     vec![
         row("connections", r, |x| thousands(x.subscribed)),
         row("connect + auth s", r, |x| format!("{:.1}", x.connect_s)),
+        row("auths/s", r, |x| thousands(x.auths_per_s as u64)).ratio(r, |x| x.auths_per_s),
+        row("disk KB per connection", r, |x| format!("{:.2}", x.disk_per_conn_kb)),
         row("server RSS MB before", r, |x| format!("{:.1}", x.server_rss_before_mb)),
         row("server RSS MB samples", r, |x| {
             x.server_rss_samples_mb.iter().map(|(_, m)| format!("{m:.0}")).collect::<Vec<_>>().join(" ")
@@ -94,6 +99,7 @@ fn table_rows(r: &[ConnsResult]) -> Vec<Row> {
 async fn hold(server: &Running, args: &ConnsArgs) -> anyhow::Result<ConnsResult> {
     let system = server.system;
     let rss_before = procfs::rss_bytes_of(&server.pids);
+    let disk_before = server.disk_bytes();
     let fleet =
         Fleet::spawn(system, args.run.transport, &server.sub_addrs, args.run.layout.layout(args.clients))?;
     let loadgen_pids = fleet.loadgen_pids();
@@ -127,6 +133,7 @@ async fn hold(server: &Running, args: &ConnsArgs) -> anyhow::Result<ConnsResult>
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rss_end = procfs::rss_bytes_of(&server.pids);
+    let disk_growth = server.disk_bytes().saturating_sub(disk_before);
     samples.push((started.elapsed().as_secs_f64(), procfs::mib(rss_end)));
     let server_cpu = procfs::cpu_seconds_of(&server.pids) - server_cpu0;
     let loadgen_rss =
@@ -155,6 +162,8 @@ async fn hold(server: &Running, args: &ConnsArgs) -> anyhow::Result<ConnsResult>
         connections: args.clients,
         subscribed: counts.subscribed,
         connect_s,
+        auths_per_s: counts.subscribed as f64 / connect_s.max(1e-9),
+        disk_per_conn_kb: disk_growth as f64 / 1024.0 / args.clients as f64,
         held_s: started.elapsed().as_secs_f64(),
         server_rss_before_mb: procfs::mib(rss_before),
         server_rss_per_conn_kb: rss_end.saturating_sub(rss_before) as f64 / 1024.0 / args.clients as f64,

@@ -4,7 +4,10 @@
 //!   same command; delivered msgs/s, push → receive percentiles, server CPU per delivery,
 //!   RSS per connection, the load generator's own CPU (`load.rs`).
 //! - `conns`: N authenticated connections held with heartbeats, memory sampled (`conns.rs`).
-//! - `push`: acknowledged pushes/s against running logic nodes (`push.rs`).
+//! - `push`: acknowledged pushes/s against logic voters it starts (or running ones), one
+//!   message or `--batch N` per request; with `--peer nats` against a 3-node JetStream R3
+//!   file stream in the same command (`push.rs`, `jetstream.rs`).
+//! - `failover`: leader kills under push load, kill → first acknowledged push (`failover.rs`).
 //! - `recover`: a reconnect storm against a running node (`recover.rs`).
 //! - `plot`: deliveries/s and p99 against subscriber count, drawn from `--json` runs
 //!   (`plot.rs`).
@@ -13,9 +16,11 @@
 //! `worker/`), at most ~15,000 sockets each over several source addresses, so one process's
 //! 20,000 open files and one address's ports are never the limit.
 mod conns;
+mod failover;
 mod fleet;
 mod hist;
 mod http1;
+mod jetstream;
 mod load;
 mod plot;
 mod procfs;
@@ -37,10 +42,14 @@ enum Bench {
     Fanout(load::LoadArgs),
     /// Push → receive latency: the fan-out load at a fixed rate (default 50 pushes/s).
     Latency(load::LoadArgs),
-    /// Connections at scale: N authenticated connections held S seconds, memory sampled.
+    /// Connections at scale: N authenticated connections held S seconds, memory sampled;
+    /// the connect storm's auths/s and disk per session (alias `auth`).
+    #[command(visible_alias = "auth")]
     Conns(conns::ConnsArgs),
-    /// Acknowledged pushes/s: concurrent HTTP pushers against running logic nodes.
+    /// Acknowledged pushes/s: concurrent HTTP pushers against logic voters (and JetStream R3).
     Push(push::PushArgs),
+    /// Failover: leader `kill -9`s under push load, kill → first acknowledged push.
+    Failover(failover::FailoverArgs),
     /// Reconnect storm: N clients resume at once, each replaying M missed room messages.
     Recover(recover::RecoverArgs),
     /// Draws deliveries/s (fanout runs) and p99 (latency runs) against subscriber count
@@ -65,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             Bench::Latency(args) => load::run(load::Mode::Latency, args).await,
             Bench::Conns(args) => conns::run(args).await,
             Bench::Push(args) => push::run(args).await.map(|()| 0),
+            Bench::Failover(args) => failover::run(args).await,
             Bench::Recover(args) => recover::run(args).await.map(|()| 0),
             Bench::Plot(args) => plot::run(&args).map(|()| 0),
             Bench::Worker(_) => Ok(0),

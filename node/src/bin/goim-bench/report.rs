@@ -52,6 +52,11 @@ pub struct ConnsResult {
     pub connections: u64,
     pub subscribed: u64,
     pub connect_s: f64,
+    /// Authenticated connections per second of the connect storm.
+    pub auths_per_s: f64,
+    /// Growth of the servers' data directories over the run, per connection (goim: the
+    /// replicated session table, the Raft log, sled's files).
+    pub disk_per_conn_kb: f64,
     pub held_s: f64,
     pub server_rss_before_mb: f64,
     /// (seconds into the hold, server RSS in MB), every sample.

@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::http1;
+use crate::jetstream;
 use crate::procfs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -107,8 +108,47 @@ pub struct Running {
     /// Where subscribers connect, spread round robin.
     pub sub_addrs: Vec<SocketAddr>,
     pub pids: Vec<u32>,
+    /// goim: every process's HTTP API, in start order (node `i + 1` is `http[i]`).
+    pub http: Vec<SocketAddr>,
     children: Vec<Child>,
+    /// How each child was started (program, arguments, log), to start it again.
+    specs: Vec<(PathBuf, Vec<String>, PathBuf)>,
     dir: Option<PathBuf>,
+}
+
+impl Running {
+    /// `kill -9` of process `i` (start order), waited for.
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        let child = self.children.get_mut(i).context("no such process")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts process `i` again as it was started first (its log continues).
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let (program, args, log) = self.specs.get(i).context("no such process")?;
+        let child = spawn(program, args, log)?;
+        self.pids[i] = child.id();
+        self.children[i] = child;
+        Ok(())
+    }
+
+    /// Bytes in the servers' directories (data and logs); 0 for a server not started here.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        self.dir.as_deref().map_or(0, walk)
+    }
 }
 
 impl Drop for Running {
@@ -165,7 +205,7 @@ fn temp_dir(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts `program` with its output in `log`.
 fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
-    let out = std::fs::File::create(log)?;
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -199,12 +239,44 @@ impl ServerArgs {
             publish_addr: self.goim_http.unwrap_or_else(|| loopback(3111)),
             sub_addrs: self.goim_sub.clone(),
             pids: self.server_pid.clone(),
+            http: Vec::new(),
             children: Vec::new(),
+            specs: Vec::new(),
             dir: None,
         }
     }
 
+    /// Starts (or, with `--goim-http`, describes) the system a push run measures: goim's
+    /// logic voters alone (no comet, no job), or a 3-node JetStream cluster.
+    pub async fn start_for_pushes(&self, system: System) -> anyhow::Result<Running> {
+        match system {
+            System::Goim if self.goim_http.is_some() => Ok(self.external_goim()),
+            System::Goim => {
+                let voters = usize::try_from(self.voters).unwrap_or(1);
+                self.launch_goim(vec!["logic"; voters], Transport::Tcp).await
+            }
+            System::Nats => self.start_jetstream().await,
+        }
+    }
+
     async fn start_goim(&self, transport: Transport) -> anyhow::Result<Running> {
+        let voters = usize::try_from(self.voters).unwrap_or(1);
+        let whole = self.comets == 0;
+        let roles: Vec<&str> = (0..voters)
+            .map(|i| match (i == 0, whole) {
+                (true, true) => "logic,job,comet",
+                (true, false) => "logic,job",
+                (false, true) => "logic,comet",
+                (false, false) => "logic",
+            })
+            .chain(std::iter::repeat_n("comet", self.comets))
+            .collect();
+        self.launch_goim(roles, transport).await
+    }
+
+    /// Starts one goim process per role list in `roles`; the first `--voters` are the
+    /// Raft voters, the rest join them as comets.
+    async fn launch_goim(&self, roles: Vec<&str>, transport: Transport) -> anyhow::Result<Running> {
         let bin = match &self.goim_bin {
             Some(bin) => bin.clone(),
             None => std::env::current_exe()?.with_file_name("goim"),
@@ -220,20 +292,12 @@ impl ServerArgs {
             publish_addr: loopback(0),
             sub_addrs: Vec::new(),
             pids: Vec::new(),
+            http: Vec::new(),
             children: Vec::new(),
+            specs: Vec::new(),
             dir: Some(dir.clone()),
         };
-        let voters = usize::try_from(self.voters).unwrap_or(1);
-        let whole = self.comets == 0;
-        let roles: Vec<&str> = (0..voters)
-            .map(|i| match (i == 0, whole) {
-                (true, true) => "logic,job,comet",
-                (true, false) => "logic,job",
-                (false, true) => "logic,comet",
-                (false, false) => "logic",
-            })
-            .chain(std::iter::repeat_n("comet", self.comets))
-            .collect();
+        let voters = usize::try_from(self.voters).unwrap_or(1).min(roles.len());
         let mut ports = Ports::default();
         let mut addrs = Vec::new();
         for _ in &roles {
@@ -275,6 +339,8 @@ impl ServerArgs {
             let child = spawn(&bin, &args, &log)?;
             running.pids.push(child.id());
             running.children.push(child);
+            running.specs.push((bin.clone(), args.clone(), log.clone()));
+            running.http.push(http);
             if i == 0 {
                 running.publish_addr = http;
             }
@@ -290,14 +356,16 @@ impl ServerArgs {
             let voter_http: Vec<SocketAddr> = healths[..voters].iter().map(|(http, _)| *http).collect();
             running.publish_addr = wait_leader(&voter_http).await?;
         }
-        let comets = if whole { voters } else { self.comets };
-        if comets > 1 || self.comets > 0 {
+        let comets = roles.iter().filter(|r| r.contains("comet")).count();
+        let comet_only = roles.len() - voters;
+        if comets > 1 || comet_only > 0 {
             wait_comets(running.publish_addr, comets).await?;
         }
-        running.label = match (voters, self.comets) {
+        running.label = match (voters, comet_only) {
+            (v, 0) if comets == 0 => format!("goim ({v} logic voters)"),
             (1, 0) => "goim (1 node, every role)".to_string(),
-            (1, k) => format!("goim (1 logic+job, {k} comets)"),
             (v, 0) => format!("goim ({v} whole nodes, Raft)"),
+            (1, k) => format!("goim (1 logic+job, {k} comets)"),
             (v, k) => format!("goim ({v} logic voters, {k} comets)"),
         };
         Ok(running)
@@ -330,10 +398,74 @@ impl ServerArgs {
             publish_addr: addr,
             sub_addrs: vec![addr],
             pids: vec![child.id()],
+            http: Vec::new(),
             children: vec![child],
+            specs: Vec::new(),
             dir: Some(dir),
         };
         wait_nats(addr, &log).await?;
+        Ok(running)
+    }
+}
+
+impl ServerArgs {
+    /// Three nats-server processes clustered with JetStream, and the file-stored stream
+    /// replicated on all three (`jetstream::STREAM`) that a push run publishes to.
+    async fn start_jetstream(&self) -> anyhow::Result<Running> {
+        const NODES: usize = 3;
+        let bin = find_or_install_nats(&self.nats_bin)?;
+        let dir = temp_dir("jetstream")?;
+        let mut ports = Ports::default();
+        let mut addrs = Vec::new();
+        for _ in 0..NODES {
+            addrs.push((ports.tcp()?, ports.tcp()?));
+        }
+        drop(ports);
+        let mut running = Running {
+            system: System::Nats,
+            label: String::new(),
+            publish_addr: addrs[0].0,
+            sub_addrs: addrs.iter().map(|a| a.0).collect(),
+            pids: Vec::new(),
+            http: Vec::new(),
+            children: Vec::new(),
+            specs: Vec::new(),
+            dir: Some(dir.clone()),
+        };
+        for (i, (client, route)) in addrs.iter().enumerate() {
+            let routes: Vec<String> =
+                addrs.iter().filter(|a| a.1 != *route).map(|a| format!("\"nats://{}\"", a.1)).collect();
+            let store = dir.join(format!("n{i}"));
+            let conf = format!(
+                "server_name: n{i}\nlisten: \"{client}\"\nmax_connections: 1000000\n\
+                 jetstream {{ store_dir: \"{}\" }}\n\
+                 cluster {{ name: bench, listen: \"{route}\", routes: [{}] }}\n",
+                store.display(),
+                routes.join(", ")
+            );
+            let conf_path = dir.join(format!("n{i}.conf"));
+            std::fs::write(&conf_path, conf)?;
+            let log = dir.join(format!("n{i}.log"));
+            let child = spawn(&bin, &["-c".into(), conf_path.display().to_string()], &log)?;
+            running.pids.push(child.id());
+            running.children.push(child);
+        }
+        for (i, (client, _)) in addrs.iter().enumerate() {
+            wait_nats(*client, &dir.join(format!("n{i}.log"))).await?;
+        }
+        let created = poll(Duration::from_millis(500), || async {
+            jetstream::create_stream(addrs[0].0, NODES).await.ok()
+        });
+        created.await.with_context(|| {
+            format!(
+                "JetStream did not create the R{NODES} stream within {START_TIMEOUT:?}; n0's log ends:\n{}",
+                log_tail(&dir.join("n0.log"))
+            )
+        })?;
+        let version = Command::new(&bin).arg("--version").output();
+        let version = version.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        running.label =
+            format!("{} JetStream R{NODES} (file)", version.unwrap_or_else(|_| "nats-server".into()));
         Ok(running)
     }
 }

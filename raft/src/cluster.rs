@@ -14,6 +14,7 @@ use openraft::{BasicNode, SnapshotPolicy};
 use tracing::{info, warn};
 
 use crate::command::{Reply, Request, Write};
+use crate::liveness::{self, LastHeard, Liveness};
 use crate::membership::{self, MembershipChange, MembershipView};
 use crate::network::{
     call_as, LeaderOp, LeaderReply, QuicNetwork, RaftRpc, RaftRpcReply, RaftService, WriteError,
@@ -69,6 +70,9 @@ pub struct Cluster {
     write_timeout: Duration,
     election_max_ms: u64,
     proposer: Proposer,
+    /// When a leader was last heard from (the liveness trigger waits out its lease).
+    pub(crate) heard: Arc<LastHeard>,
+    _liveness: Liveness,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +108,13 @@ impl Cluster {
         let view = sm.view();
         let raft =
             Raft::new(cfg.node_id, Arc::new(config), QuicNetwork::new(endpoint.clone()), log, sm).await?;
+        let heard = Arc::new(LastHeard::new());
+        let timing = liveness::Timing {
+            lease: Duration::from_millis(cfg.election_max_ms),
+            stagger: Duration::from_millis(cfg.heartbeat_ms),
+        };
+        let liveness =
+            Liveness::start(raft.clone(), endpoint.clone(), cfg.node_id, heard.clone(), timing).await;
         let (proposer, proposals) = Proposer::new(proposer::QUEUE);
         let cluster = Arc::new(Cluster {
             raft,
@@ -114,6 +125,8 @@ impl Cluster {
             write_timeout: cfg.write_timeout,
             election_max_ms: cfg.election_max_ms,
             proposer,
+            heard,
+            _liveness: liveness,
         });
         tokio::spawn(proposer::run(Arc::downgrade(&cluster), proposals, cfg.batches_in_flight));
         endpoint.register(Service::Raft, Arc::new(RaftService { cluster: cluster.clone() }));

@@ -1,10 +1,11 @@
 //! The Raft layer of a logic node: the openraft type configuration (`types`), the replicated
 //! commands, one file each (`command`), the Raft network over the node's QUIC endpoint
 //! (`network`), the node's Raft lifecycle: start, self-initialisation, forwarded writes
-//! (`cluster`), membership change (`membership`), group commit of client writes (`proposer`) and what a
+//! (`cluster`), fast failover when a peer's process dies (`liveness`), membership change (`membership`), group commit of client writes (`proposer`) and what a
 //! member tells another about itself (`status`).
 pub mod cluster;
 pub mod command;
+mod liveness;
 pub mod membership;
 pub mod network;
 mod proposer;

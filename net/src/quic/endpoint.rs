@@ -106,6 +106,18 @@ impl QuicEndpoint {
         Err(QuicError::NoReply)
     }
 
+    /// Drops the cached connection to `peer` (its process is known to be gone): the next
+    /// `open` dials afresh instead of waiting on a connection its new process never knew.
+    pub fn forget(&self, peer: &str) {
+        let slot = match self.peers.lock() {
+            Ok(mut peers) => peers.remove(peer),
+            Err(_) => None,
+        };
+        if let Some(conn) = slot.and_then(|s| s.try_lock().ok().and_then(|mut c| c.take())) {
+            conn.close(0u32.into(), b"peer process gone");
+        }
+    }
+
     async fn dial(&self, peer: &str) -> Result<Connection, QuicError> {
         let addr = tokio::net::lookup_host(peer)
             .await

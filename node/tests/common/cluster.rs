@@ -139,7 +139,14 @@ impl ProcNode {
     fn on(ip: Ipv4Addr, name: String, role: Role, id: u64) -> ProcNode {
         // Hold every socket until all ports are picked so none is handed out twice.
         let tcp: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind((ip, 0)).expect("bind tcp")).collect();
-        let udp = UdpSocket::bind((ip, 0)).expect("bind udp");
+        // The QUIC port number also carries the TCP liveness listener: pick one free on both.
+        let (udp, _liveness) = loop {
+            let udp = UdpSocket::bind((ip, 0)).expect("bind udp");
+            let port = udp.local_addr().expect("udp addr").port();
+            if let Ok(tcp) = TcpListener::bind((ip, port)) {
+                break (udp, tcp);
+            }
+        };
         let port = |l: &TcpListener| l.local_addr().unwrap();
         let tmp = tempfile::tempdir().expect("temp dir");
         ProcNode {

@@ -18,7 +18,10 @@ impl StreamHandler for RaftService {
         Box::pin(serve_unary(stream, "raft", move |rpc: RaftRpc| async move {
             let raft = &self.cluster.raft;
             match rpc {
-                RaftRpc::Append(r) => RaftRpcReply::Append(raft.append_entries(r).await),
+                RaftRpc::Append(r) => {
+                    self.cluster.heard.now();
+                    RaftRpcReply::Append(raft.append_entries(r).await)
+                }
                 RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
                 RaftRpc::Snapshot(r) => RaftRpcReply::Snapshot(raft.install_snapshot(r).await),
                 RaftRpc::Leader(op) => RaftRpcReply::Leader(self.cluster.run_local(op).await),

@@ -3,7 +3,7 @@
 //! node with every role, or one logic+job process and K comet-only processes
 //! (`--comets K`); nats-server (installed with apt-get when missing and root). Each gets
 //! free loopback ports and a temporary directory; dropping a `Running` kills it and
-//! removes the directory. An already running goim can be targeted instead (`--goim-http`).
+//! removes the directory (kept when GOIM_BENCH_KEEP is set). An already running goim can be targeted instead (`--goim-http`).
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -158,7 +158,11 @@ impl Drop for Running {
             let _ = child.wait();
         }
         if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
+            if std::env::var_os("GOIM_BENCH_KEEP").is_some() {
+                eprintln!("kept the servers' data and logs (GOIM_BENCH_KEEP): {}", dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }
@@ -184,11 +188,18 @@ impl Ports {
         Ok(addr)
     }
 
+    /// A UDP port whose TCP twin is free too (a logic node's QUIC port number also
+    /// carries its TCP liveness listener).
     fn udp(&mut self) -> anyhow::Result<SocketAddr> {
-        let s = UdpSocket::bind("127.0.0.1:0")?;
-        let addr = s.local_addr()?;
-        self.udp.push(s);
-        Ok(addr)
+        loop {
+            let s = UdpSocket::bind("127.0.0.1:0")?;
+            let addr = s.local_addr()?;
+            if let Ok(twin) = TcpListener::bind(addr) {
+                self.udp.push(s);
+                self.tcp.push(twin);
+                return Ok(addr);
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::{LogId, Vote};
 
+use crate::blobs::BlobSync;
 use crate::witness::{Record, Witness};
 use crate::StorageError;
 
@@ -25,6 +26,8 @@ struct Inner {
     raised: u64,
     /// Marks below this were taken before a truncate: stale.
     floor: u64,
+    /// sled's blob files, which its flush does not fsync (`blobs`).
+    blobs: BlobSync,
 }
 
 /// The state written to sled at one point; durable once a flush started after it completes.
@@ -35,8 +38,8 @@ pub(crate) struct Mark {
 
 impl Durability {
     /// `written` is what the witness holds, `current` what sled holds now.
-    pub(crate) fn new(witness: Witness, written: Record, current: Record) -> Durability {
-        let inner = Inner { witness, written, pending: current, next_mark: 1, raised: 0, floor: 0 };
+    pub(crate) fn new(witness: Witness, written: Record, current: Record, blobs: BlobSync) -> Durability {
+        let inner = Inner { witness, written, pending: current, next_mark: 1, raised: 0, floor: 0, blobs };
         Durability { inner: Arc::new(Mutex::new(inner)) }
     }
 
@@ -66,9 +69,14 @@ impl Durability {
         Mark { id, record: inner.pending }
     }
 
-    /// After the flush that followed `mark` completed: the witness records `mark`'s state.
+    /// After the flush that followed `mark` completed: sled's blob files written so far are
+    /// fsynced, then the witness records `mark`'s state.
     pub(crate) async fn raise(&self, mark: Mark) -> Result<(), StorageError> {
         self.blocking(move |inner| {
+            let synced = inner.blobs.sync_new()?;
+            if synced > 0 {
+                metrics::counter!("goim_storage_blob_fsyncs_total").increment(synced as u64);
+            }
             if mark.id < inner.floor || mark.id < inner.raised {
                 return Ok(());
             }

@@ -4,6 +4,7 @@
 //! Commands are defined by the `raft` crate; they reach the tables through `Command`.
 //! Opening verifies all of it (`recovery`) against a durability witness kept beside the db
 //! (`witness`, `durable`): damaged files are refused, never served.
+mod blobs;
 mod command;
 mod durable;
 mod error;

@@ -14,6 +14,7 @@ use goim_types::serial;
 use openraft::{LogId, SnapshotMeta, StoredMembership, Vote};
 use tracing::{info, warn};
 
+use crate::blobs::BlobSync;
 use crate::durable::Durability;
 use crate::log_store::{
     decode_entry, log_index, with_crc, COMMITTED, FORMAT, FORMAT_CRC, LOG_TREE, META_TREE, PURGED, VOTE,
@@ -99,7 +100,8 @@ pub(crate) fn open_checked<C: GoimTypes>(data_dir: &Path) -> Result<(sled::Db, D
         "storage verified"
     );
     let current = found.record();
-    Ok((db, Durability::new(witness, written, current)))
+    let blobs = BlobSync::new(paths.sled_dir.join("blobs"));
+    Ok((db, Durability::new(witness, written, current, blobs)))
 }
 
 /// sled checks the crc of its config file only to log a warning, and reports a damaged

@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
             Bench::Fanout(args) => load::run(load::Mode::Fanout, args).await,
             Bench::Latency(args) => load::run(load::Mode::Latency, args).await,
             Bench::Conns(args) => conns::run(args).await,
-            Bench::Push(args) => push::run(args).await.map(|()| 0),
+            Bench::Push(args) => push::run(args).await,
             Bench::Failover(args) => failover::run(args).await,
             Bench::Recover(args) => recover::run(args).await.map(|()| 0),
             Bench::Plot(args) => plot::run(&args).map(|()| 0),

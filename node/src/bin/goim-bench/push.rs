@@ -123,7 +123,8 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
 }
 
-pub async fn run(args: PushArgs) -> anyhow::Result<()> {
+/// Runs every system; exits 2 (saying so) when one acknowledged nothing.
+pub async fn run(args: PushArgs) -> anyhow::Result<i32> {
     let mut runs = Vec::new();
     for system in args.peer.systems() {
         runs.push(run_one(&args, system).await?);
@@ -175,7 +176,12 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
             eprintln!("{}: {e}", r.label);
         }
     }
-    Ok(())
+    let idle: Vec<&str> = runs.iter().filter(|r| r.pushed.acked == 0).map(|r| r.label.as_str()).collect();
+    if idle.is_empty() {
+        return Ok(0);
+    }
+    eprintln!("no push was acknowledged by: {}", idle.join(", "));
+    Ok(2)
 }
 
 async fn run_one(args: &PushArgs, system: System) -> anyhow::Result<Run> {

@@ -7,7 +7,7 @@
 //!   the end of the previous response on a kept-alive one: so it is also the keep-alive
 //!   idle timeout, and a client dripping its headers is cut off);
 //! - request bodies read in full before any handler runs, within `--max-push-body` bytes
-//!   and `--http-body-timeout-ms`;
+//!   (a batch push: its own limit, `BATCH_MAX_BYTES`) and `--http-body-timeout-ms`;
 //! - an idle timeout (`--http-idle-timeout-ms`): a connection moving no byte either way for
 //!   that long (a response the client does not read, a request that never ends) is closed.
 //!
@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::listen::{self, Refuser};
+use crate::logic::http::{BATCH_MAX_BYTES, BATCH_PATH};
 use crate::rate::LogEvery;
 use crate::tls::ClientTls;
 
@@ -59,6 +60,8 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Largest request body (`--max-push-body`).
     pub max_body: usize,
+    /// Largest body of a batch push (`BATCH_PATH`), refused with 413.
+    pub max_batch_body: usize,
 }
 
 impl From<&Config> for HttpLimits {
@@ -78,6 +81,7 @@ impl From<&Config> for HttpLimits {
             body_timeout: Duration::from_millis(cfg.http_body_timeout_ms),
             idle_timeout: Duration::from_millis(cfg.http_idle_timeout_ms),
             max_body: cfg.max_push_body,
+            max_batch_body: BATCH_MAX_BYTES,
         }
     }
 }
@@ -207,6 +211,8 @@ async fn serve_http<S>(
 /// limits, before the handler sees it; refusals in goim's reply shape, counted.
 async fn bound_body(State(limits): State<HttpLimits>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let batch = parts.uri.path() == BATCH_PATH;
+    let max_body = if batch { limits.max_batch_body } else { limits.max_body };
     let deadline = Instant::now() + limits.body_timeout;
     let mut chunks = body.into_data_stream();
     let mut buf = BytesMut::new();
@@ -222,18 +228,28 @@ async fn bound_body(State(limits): State<HttpLimits>, req: Request, next: Next) 
             Ok(Some(Err(e))) => return bad_request(format!("body: {e}")),
             Ok(Some(Ok(chunk))) => {
                 total = total.saturating_add(chunk.len());
-                if total <= limits.max_body {
+                if total <= max_body {
                     buf.extend_from_slice(&chunk);
-                } else if total > limits.max_body.saturating_add(OVERSIZE_DRAIN) {
+                } else if total > max_body.saturating_add(OVERSIZE_DRAIN) {
                     break;
                 }
             }
         }
     }
-    if total > limits.max_body {
-        return bad_request(format!("body: more than {} bytes, the limit", limits.max_body));
+    if total > max_body {
+        return oversized(batch, max_body);
     }
     next.run(Request::from_parts(parts, Body::from(buf.freeze()))).await
+}
+
+/// A body over `max` bytes: goim's -400; [ext] a batch push is refused whole with HTTP 413.
+fn oversized(batch: bool, max: usize) -> Response {
+    if !batch {
+        return bad_request(format!("body: more than {max} bytes, the limit"));
+    }
+    metrics::counter!("goim_http_bad_requests_total").increment(1);
+    let why = format!("body: more than {max} bytes, the limit of a batch request");
+    refusal(StatusCode::PAYLOAD_TOO_LARGE, -413, why)
 }
 
 /// goim's -400: HTTP 200, the code in the body (as every `/goim/*` error).

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::cluster::Cluster;
-use crate::command::{Reply, Request};
+use crate::command::{Push, Reply, Request};
 use crate::network::WriteError;
 
 const MAX_BATCH: usize = 4096;
@@ -49,9 +49,12 @@ impl Proposer {
     }
 }
 
+/// About the bytes `req` adds to a batch entry, for the cut by `MAX_BATCH_BYTES`.
 fn size_of(req: &Request) -> usize {
+    let push = |p: &Push| 64 + p.body.len();
     match req {
-        Request::Push(p) => 64 + p.body.len(),
+        Request::Push(p) => push(p),
+        Request::PushBatch(b) => b.0.iter().map(push).sum(),
         _ => 128,
     }
 }

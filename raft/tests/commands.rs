@@ -181,6 +181,70 @@ async fn a_retried_push_applies_once_and_ids_expire() {
     assert!(requests::get(&sm.sm.view(), &g).unwrap().is_none(), "forgotten");
 }
 
+fn pushed(seq: u64, room_seq: u64) -> Pushed {
+    Pushed { seq, room_seq }
+}
+
+/// The pushes of `Request::Push` values, for a `PushBatch`.
+fn pushes(reqs: Vec<Request>) -> Vec<Push> {
+    reqs.into_iter()
+        .filter_map(|r| match r {
+            Request::Push(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_push_batch_applies_in_order_once_per_id_and_expires_ids_in_its_batch() {
+    let mut sm = Sm::new().await;
+    let room = || PushTo::Room("live://1".into());
+    let first = pushes(vec![
+        push_with_id("a", room(), 1_000),
+        push_with_id("b", PushTo::All, 1_000),
+        push_with_id("c", room(), 1_000),
+    ]);
+    let reply = sm.one(Request::Batch(vec![Request::PushBatch(PushBatch(first.clone()))])).await;
+    let want = vec![pushed(1, 1), pushed(2, 0), pushed(3, 2)];
+    assert_eq!(reply, Reply::Batch(vec![Reply::PushedEach(want.clone())]));
+    let history = rooms::history(&sm.sm.view(), "live://1", 0, u64::MAX, 100, usize::MAX).unwrap();
+    assert_eq!(history.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 3], "line order in the room");
+
+    // Resent whole: the first outcomes, nothing appended; mixed with a new id: only it is.
+    assert_eq!(sm.one(Request::PushBatch(PushBatch(first))).await, Reply::PushedEach(want));
+    let mixed = pushes(vec![push_with_id("c", room(), 2_000), push_with_id("d", room(), 2_000)]);
+    let reply = sm.one(Request::PushBatch(PushBatch(mixed))).await;
+    assert_eq!(reply, Reply::PushedEach(vec![pushed(3, 2), pushed(4, 3)]));
+    assert_eq!(pushlog::head(&sm.sm.view(), 0).unwrap().last_seq, 4);
+
+    // A batch entry holding only a PushBatch still forgets ids past their memory.
+    let later = 2_000 + requests::REMEMBER_MS + 1;
+    let reply = sm
+        .one(Request::Batch(vec![Request::PushBatch(PushBatch(pushes(vec![push_with_id(
+            "e",
+            room(),
+            later,
+        )])))]))
+        .await;
+    assert_eq!(reply, Reply::Batch(vec![Reply::PushedEach(vec![pushed(5, 4)])]));
+    assert!(requests::get(&sm.sm.view(), "a").unwrap().is_none(), "forgotten");
+}
+
+#[tokio::test]
+async fn a_batch_forgets_at_least_as_many_ids_as_it_remembers() {
+    let mut sm = Sm::new().await;
+    let ids = |ts_ms: u64| (0..1500).map(move |i| requests::generated_id(ts_ms, i));
+    let batch = |ts_ms: u64| {
+        let pushes = pushes(ids(ts_ms).map(|id| push_with_id(&id, PushTo::All, ts_ms)).collect());
+        Request::Batch(vec![Request::PushBatch(PushBatch(pushes))])
+    };
+    sm.one(batch(1_000)).await;
+    sm.one(batch(1_000 + requests::REMEMBER_MS + 1)).await;
+    let view = sm.sm.view();
+    let remembered = ids(1_000).filter(|id| requests::get(&view, id).unwrap().is_some()).count();
+    assert_eq!(remembered, 0, "all 1,500 forgotten by the next batch of 1,500");
+}
+
 #[tokio::test]
 async fn same_key_takeover_kicks_the_old_connection_and_its_disconnect_is_ignored() {
     let mut sm = Sm::new().await;

@@ -3,24 +3,17 @@
 //! API replies with (-400), naming the parameter.
 use std::str::FromStr;
 
+use super::limits::{self, TargetLimits};
+
 /// A bad or missing parameter; the text names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ParamError(pub String);
 
 impl ParamError {
-    fn new(message: impl Into<String>) -> ParamError {
+    pub(crate) fn new(message: impl Into<String>) -> ParamError {
         ParamError(message.into())
     }
-}
-
-/// Bounds on what one push may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TargetLimits {
-    /// Keys or mids.
-    pub targets: usize,
-    pub key_len: usize,
-    pub room_len: usize,
 }
 
 pub struct Params(Vec<(String, String)>);
@@ -67,27 +60,13 @@ impl Params {
     /// `operation`: required, an i32 outside the ops the protocol itself uses (0..=17).
     pub fn operation(&self) -> Result<i32, ParamError> {
         let op: i32 = self.parsed("operation")?.ok_or_else(|| ParamError::new("operation: missing"))?;
-        if (0..=17).contains(&op) {
-            return Err(ParamError::new(format!(
-                "operation: {op} is reserved by the protocol (use 1000 and up)"
-            )));
-        }
-        Ok(op)
+        limits::app_op("operation", op)
     }
 
     /// `keys` of `/goim/push/keys`: at least one, at most `limits.targets`, none longer than
     /// `limits.key_len` bytes.
     pub fn keys(&self, limits: &TargetLimits) -> Result<Vec<String>, ParamError> {
-        let keys = self.list("keys");
-        if keys.is_empty() {
-            return Err(ParamError::new("keys: missing"));
-        }
-        within("keys", keys.len(), limits)?;
-        if let Some(long) = keys.iter().find(|k| k.len() > limits.key_len) {
-            let max = limits.key_len;
-            return Err(ParamError::new(format!("keys: {} bytes exceeds the limit of {max}", long.len())));
-        }
-        Ok(keys)
+        limits.keys("keys", self.list("keys"))
     }
 
     /// `mids` of `/goim/push/mids`: i64s, at least one, at most `limits.targets`.
@@ -97,31 +76,14 @@ impl Params {
             .iter()
             .map(|m| m.parse::<i64>().map_err(|_| ParamError::new(format!("mids: invalid value {m:?}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        if mids.is_empty() {
-            return Err(ParamError::new("mids: missing"));
-        }
-        within("mids", mids.len(), limits)?;
-        Ok(mids)
+        limits.mids("mids", mids)
     }
 
     /// `type` and `room` of `/goim/push/room`, as the stored room name `type://room`, at most
     /// `limits.room_len` bytes.
     pub fn room(&self, limits: &TargetLimits) -> Result<String, ParamError> {
-        let room = format!("{}://{}", self.required("type")?, self.required("room")?);
-        if room.len() > limits.room_len {
-            let max = limits.room_len;
-            return Err(ParamError::new(format!("room: {} bytes exceeds the limit of {max}", room.len())));
-        }
-        Ok(room)
+        limits.room("room", format!("{}://{}", self.required("type")?, self.required("room")?))
     }
-}
-
-fn within(what: &str, n: usize, limits: &TargetLimits) -> Result<(), ParamError> {
-    let max = limits.targets;
-    if n > max {
-        return Err(ParamError::new(format!("{what}: {n} given, at most {max} per push")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,10 +9,11 @@ mod ticker;
 
 use std::sync::Arc;
 
+use goim_net::api::TargetLimits;
 use goim_net::quic::QuicEndpoint;
 use goim_net::rpc::logic::CometInfo;
 use goim_net::rpc::Service;
-use goim_raft::command::{Push, PushTo, Pushed};
+use goim_raft::command::{Push, PushBatch, PushTo, Pushed};
 use goim_raft::{Cluster, ClusterConfig, WriteError};
 use goim_storage::tables::{comets, requests};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,27 @@ pub struct Logic {
     pub unsafe_ack_before_commit: bool,
     /// The HTTP API's bearer token (`--api-token`).
     pub api_auth: ApiAuth,
+}
+
+/// One message to push, as the HTTP API and chat mode hand it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub to: PushTo,
+    pub op: i32,
+    pub body: bytes::Bytes,
+    /// The client's idempotency key, if it gave one.
+    pub key: Option<String>,
+}
+
+impl Message {
+    /// The `Push` command, stamped `ts_ms`, its request id from the key (or a fresh one).
+    fn into_push(self, ts_ms: u64, room_keep: u64) -> Push {
+        let id = match &self.key {
+            Some(k) => requests::client_id(k),
+            None => requests::generated_id(ts_ms, rand::random()),
+        };
+        Push { id, to: self.to, op: self.op, body: self.body, ts_ms, room_keep }
+    }
 }
 
 impl From<&Config> for ClusterConfig {
@@ -98,21 +120,27 @@ impl Logic {
         logic
     }
 
-    /// Commits a push. `idempotency_key` (the client's, if it gave one) makes retries safe;
+    /// Commits a push. Its idempotency key (the client's, if it gave one) makes retries safe;
     /// without one a fresh id still protects the forwards and retries inside the cluster.
-    pub async fn push(
-        &self,
-        to: PushTo,
-        op: i32,
-        body: bytes::Bytes,
-        idempotency_key: Option<&str>,
-    ) -> Result<Pushed, WriteError> {
+    pub async fn push(&self, msg: Message) -> Result<Pushed, WriteError> {
+        self.cluster.propose(msg.into_push(now_ms(), self.room_retention_records)).await
+    }
+
+    /// Commits many pushes as one write (`PushBatch`): all or none, applied in order, each
+    /// once per id. Answers one outcome per message, in order.
+    pub async fn push_batch(&self, msgs: Vec<Message>) -> Result<Vec<Pushed>, WriteError> {
         let ts_ms = now_ms();
-        let id = match idempotency_key {
-            Some(k) => requests::client_id(k),
-            None => requests::generated_id(ts_ms, rand::random()),
-        };
-        self.cluster.propose(Push { id, to, op, body, ts_ms, room_keep: self.room_retention_records }).await
+        let pushes = msgs.into_iter().map(|m| m.into_push(ts_ms, self.room_retention_records)).collect();
+        self.cluster.propose(PushBatch(pushes)).await
+    }
+
+    /// What one push may name (`--max-push-targets`, `--max-key-len`, `--max-room-len`).
+    pub fn target_limits(&self) -> TargetLimits {
+        TargetLimits {
+            targets: self.max_push_targets,
+            key_len: self.max_key_len,
+            room_len: self.max_room_len,
+        }
     }
 
     /// Comets whose registration has not expired, by the local clock.

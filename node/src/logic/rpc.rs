@@ -14,7 +14,7 @@ use goim_raft::command::{
 use goim_raft::WriteError;
 use goim_storage::tables::sessions::{self, Session};
 
-use super::Logic;
+use super::{Logic, Message};
 use crate::clock::now_ms;
 
 pub struct LogicService(pub Arc<Logic>);
@@ -145,10 +145,13 @@ impl Logic {
             Err(e) => return Err(RpcError::Unavailable(e.to_string())),
         };
         let msg = serde_json::json!({ "mid": mid, "msg": String::from_utf8_lossy(&body) });
-        let pushed = self
-            .push(PushTo::Room(room), self.chat_op, msg.to_string().into(), Some(id))
-            .await
-            .map_err(rpc_error)?;
+        let msg = Message {
+            to: PushTo::Room(room),
+            op: self.chat_op,
+            body: msg.to_string().into(),
+            key: Some(id.to_owned()),
+        };
+        let pushed = self.push(msg).await.map_err(rpc_error)?;
         Ok(LogicReply::Pushed { seq: pushed.seq })
     }
 }

@@ -32,6 +32,7 @@ mod connect;
 mod disconnect;
 mod lease;
 mod push;
+mod push_batch;
 mod renew_online;
 mod resync;
 mod tick;
@@ -42,8 +43,8 @@ pub use commit_offset::CommitOffset;
 pub use connect::{Connect, KEY_HELD};
 pub use disconnect::Disconnect;
 pub use lease::{AcquireLease, ReleaseLease};
-pub use push::Pushed;
-pub use push::{Push, PushTo};
+pub use push::{Push, PushTo, Pushed};
+pub use push_batch::PushBatch;
 pub use renew_online::RenewOnline;
 pub use resync::Resync;
 pub use tick::{Tick, FORGET_AFTER_MS};
@@ -77,6 +78,9 @@ pub enum Request {
     CommitOffset(CommitOffset),
     /// Several writes committed as one entry (see `batch`).
     Batch(Vec<Request>),
+    /// Many pushes of one client request, applied in order (see `push_batch`). Last, so
+    /// the entries written before it existed decode as they were.
+    PushBatch(PushBatch),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +107,8 @@ pub enum Reply {
     Batch(Vec<Reply>),
     /// The command was refused for a reason the caller must see (not a storage failure).
     Refused(String),
+    /// One outcome per push of a `PushBatch`, in order.
+    PushedEach(Vec<Pushed>),
 }
 
 impl Command for Request {
@@ -122,6 +128,7 @@ impl Command for Request {
             Request::ReleaseLease(c) => c.apply(txn),
             Request::CommitOffset(c) => c.apply(txn),
             Request::Batch(requests) => batch::apply(requests, txn),
+            Request::PushBatch(c) => c.apply(txn),
         }
     }
 }

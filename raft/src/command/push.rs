@@ -36,17 +36,22 @@ pub struct Push {
 
 impl Push {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
-        if let Some(o) = requests::get(txn, &self.id)? {
-            return Ok(Reply::Pushed { seq: o.seq, room_seq: o.room_seq });
-        }
-        let reply = self.append(txn)?;
-        if let Reply::Pushed { seq, room_seq } = reply {
-            requests::put(txn, &self.id, Outcome { seq, room_seq, ts_ms: self.ts_ms })?;
-        }
-        Ok(reply)
+        let Pushed { seq, room_seq } = self.pushed(txn)?;
+        Ok(Reply::Pushed { seq, room_seq })
     }
 
-    fn append(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
+    /// Appends this push once: a request id already applied answers its first outcome.
+    pub(super) fn pushed(&self, txn: &mut Txn<'_>) -> Result<Pushed, StorageError> {
+        if let Some(o) = requests::get(txn, &self.id)? {
+            return Ok(Pushed { seq: o.seq, room_seq: o.room_seq });
+        }
+        let pushed = self.append(txn)?;
+        let Pushed { seq, room_seq } = pushed;
+        requests::put(txn, &self.id, Outcome { seq, room_seq, ts_ms: self.ts_ms })?;
+        Ok(pushed)
+    }
+
+    fn append(&self, txn: &mut Txn<'_>) -> Result<Pushed, StorageError> {
         let record = |target| PushRecord {
             partition: 0,
             seq: 0,
@@ -61,11 +66,11 @@ impl Push {
                 let target = PushTarget::Room { room: room.clone(), room_seq };
                 let seq = pushlog::append(txn, record(target))?;
                 rooms::index(txn, room, room_seq, seq, self.room_keep)?;
-                Ok(Reply::Pushed { seq, room_seq })
+                Ok(Pushed { seq, room_seq })
             }
             PushTo::All => {
                 let seq = pushlog::append(txn, record(PushTarget::All))?;
-                Ok(Reply::Pushed { seq, room_seq: 0 })
+                Ok(Pushed { seq, room_seq: 0 })
             }
             PushTo::Keys(keys) => self.push_keys(txn, keys.iter().cloned(), record),
             PushTo::Mids(mids) => {
@@ -83,7 +88,7 @@ impl Push {
         txn: &mut Txn<'_>,
         keys: impl Iterator<Item = String>,
         record: impl Fn(PushTarget) -> PushRecord,
-    ) -> Result<Reply, StorageError> {
+    ) -> Result<Pushed, StorageError> {
         let mut by_comet: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for key in keys {
             if let Some(s) = sessions::get(txn, &key)? {
@@ -97,14 +102,14 @@ impl Push {
         for (comet, keys) in by_comet {
             seq = pushlog::append(txn, record(PushTarget::Keys { comet, keys }))?;
         }
-        Ok(Reply::Pushed { seq, room_seq: 0 })
+        Ok(Pushed { seq, room_seq: 0 })
     }
 }
 
 typed_write!(Push => Pushed, super::Reply::Pushed { seq, room_seq } => Pushed { seq, room_seq });
 
 /// What a push committed as: the last log seq and, for room pushes, the room offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pushed {
     pub seq: u64,
     pub room_seq: u64,

@@ -17,7 +17,7 @@ const BY_TIME: &[u8] = b"reqt/";
 
 /// How long a request id is remembered.
 pub const REMEMBER_MS: u64 = 10 * 60 * 1000;
-/// Most expired ids dropped by one call (keeps each apply bounded).
+/// Fewest expired ids one call may drop (each apply stays bounded, yet keeps pace).
 const EXPIRE_PER_CALL: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,16 +57,19 @@ pub fn put(txn: &mut Txn<'_>, id: &str, outcome: Outcome) -> Result<(), StorageE
     Ok(())
 }
 
-/// Forgets ids written before `now_ms - REMEMBER_MS` (a bounded number per call).
-pub fn expire(txn: &mut Txn<'_>, now_ms: u64) -> Result<(), StorageError> {
+/// Forgets ids written before `now_ms - REMEMBER_MS`, of each kind at most
+/// `EXPIRE_PER_CALL` or `written` (the ids this apply remembers), whichever is more: so
+/// forgetting keeps pace with remembering however many pushes one entry holds.
+pub fn expire(txn: &mut Txn<'_>, now_ms: u64, written: usize) -> Result<(), StorageError> {
+    let at_most = written.max(EXPIRE_PER_CALL);
     let cutoff = now_ms.saturating_sub(REMEMBER_MS);
     let start = outcome_key(GENERATED);
     let end = outcome_key(&format!("{GENERATED}{cutoff:016x}"));
-    for (k, _) in txn.range_raw(&start, &end, EXPIRE_PER_CALL)? {
+    for (k, _) in txn.range_raw(&start, &end, at_most)? {
         txn.delete(k);
     }
     let end = key(BY_TIME, &[&cutoff.to_be_bytes()]);
-    for (k, _) in txn.range_raw(BY_TIME, &end, EXPIRE_PER_CALL)? {
+    for (k, _) in txn.range_raw(BY_TIME, &end, at_most)? {
         let id_start = BY_TIME.len() + 8 + 1;
         if k.len() >= id_start {
             let id = k[id_start..].to_vec();

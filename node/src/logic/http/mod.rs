@@ -10,9 +10,12 @@ mod online;
 mod overview;
 mod params;
 mod push;
+mod push_batch;
+mod push_lines;
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -23,6 +26,8 @@ use super::Logic;
 use crate::auth;
 
 pub use params::Params;
+pub use push_batch::PATH as BATCH_PATH;
+pub use push_lines::MAX_BYTES as BATCH_MAX_BYTES;
 
 /// The logic routes. With an API token, pushes and `/cluster/*` need it (reads too with
 /// `--api-token-reads`); see `auth::api`.
@@ -33,6 +38,7 @@ pub fn routes(logic: Arc<Logic>) -> Router {
         .route("/goim/push/mids", post(|s, q, h, b| push::handle(push::Route::Mids, s, q, h, b)))
         .route("/goim/push/room", post(|s, q, h, b| push::handle(push::Route::Room, s, q, h, b)))
         .route("/goim/push/all", post(|s, q, h, b| push::handle(push::Route::All, s, q, h, b)))
+        .route(push_batch::PATH, post(push_batch::handle))
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/add", post(cluster::add))
         .route("/cluster/remove", post(cluster::remove))
@@ -80,7 +86,8 @@ pub fn ok(data: impl Serialize) -> ApiResult {
 }
 
 /// A failed API call, replied in goim's shape: -400 the caller must fix the request, -500
-/// something failed on our side. Counted either way.
+/// something failed on our side (both HTTP 200, as goim answers); [ext] -413 (HTTP 413) a
+/// batch over its limits, refused whole. Counted either way.
 #[derive(Debug)]
 pub struct ApiError {
     code: i32,
@@ -95,6 +102,10 @@ impl ApiError {
     pub fn internal(message: impl ToString) -> ApiError {
         ApiError { code: -500, message: message.to_string() }
     }
+
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError { code: -413, message: message.into() }
+    }
 }
 
 impl From<goim_storage::StorageError> for ApiError {
@@ -105,9 +116,12 @@ impl From<goim_storage::StorageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let counter =
-            if self.code == -400 { "goim_http_bad_requests_total" } else { "goim_http_errors_total" };
+        let (counter, status) = match self.code {
+            -400 => ("goim_http_bad_requests_total", StatusCode::OK),
+            -413 => ("goim_http_bad_requests_total", StatusCode::PAYLOAD_TOO_LARGE),
+            _ => ("goim_http_errors_total", StatusCode::OK),
+        };
         metrics::counter!(counter).increment(1);
-        Json(Envelope { code: self.code, message: self.message, data: () }).into_response()
+        (status, Json(Envelope { code: self.code, message: self.message, data: () })).into_response()
     }
 }

@@ -9,15 +9,16 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
+use goim_net::api;
 use goim_raft::command::PushTo;
+use goim_raft::WriteError;
 use serde_json::json;
 
 use super::params::TargetLimits;
 use super::{ok, ApiError, ApiResult, Params};
-use crate::logic::Logic;
+use crate::logic::{Logic, Message};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-const MAX_KEY_LEN: usize = 256;
 
 /// Which `/goim/push/*` route was called.
 #[derive(Debug, Clone, Copy)]
@@ -42,14 +43,10 @@ fn target(route: Route, p: &Params, limits: &TargetLimits) -> Result<PushTo, Api
     })
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    match headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str()) {
-        None => Ok(None),
-        Some(Ok(k)) if !k.is_empty() && k.len() <= MAX_KEY_LEN => Ok(Some(k)),
-        Some(_) => {
-            Err(ApiError::bad(format!("Idempotency-Key: 1 to {MAX_KEY_LEN} visible ASCII characters")))
-        }
-    }
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let key = std::str::from_utf8(value.as_bytes()).unwrap_or_default();
+    Ok(Some(api::idempotency_key("Idempotency-Key", key)?.to_owned()))
 }
 
 pub async fn handle(
@@ -61,25 +58,14 @@ pub async fn handle(
 ) -> ApiResult {
     let p = Params::parse(q);
     let op = p.operation()?;
-    let limits = TargetLimits {
-        targets: logic.max_push_targets,
-        key_len: logic.max_key_len,
-        room_len: logic.max_room_len,
-    };
-    let to = target(route, &p, &limits)?;
+    let to = target(route, &p, &logic.target_limits())?;
     let key = idempotency_key(&headers)?;
     let body = body.map_err(|e| ApiError::bad(format!("body: {e}")))?;
-    if body.len() > logic.max_push_body {
-        return Err(ApiError::bad(format!(
-            "body: {} bytes exceeds the limit of {}",
-            body.len(),
-            logic.max_push_body
-        )));
-    }
+    api::body_len("body", body.len(), logic.max_push_body)?;
+    let msg = Message { to, op, body, key };
     if logic.unsafe_ack_before_commit {
-        let (logic, key) = (logic.clone(), key.map(str::to_owned));
         tokio::spawn(async move {
-            if let Err(e) = logic.push(to, op, body, key.as_deref()).await {
+            if let Err(e) = logic.push(msg).await {
                 tracing::warn!(error = %e, "push acknowledged before commit was not committed");
             }
         });
@@ -88,12 +74,14 @@ pub async fn handle(
             _ => ok(json!({ "seq": 0 })),
         };
     }
-    let pushed = logic
-        .push(to, op, body, key)
-        .await
-        .map_err(|e| ApiError::internal(format!("push not committed: {e}")))?;
+    let pushed = logic.push(msg).await.map_err(not_committed)?;
     match route {
         Route::Room => ok(json!({ "seq": pushed.seq, "room_seq": pushed.room_seq })),
         _ => ok(json!({ "seq": pushed.seq })),
     }
+}
+
+/// A push (or batch) that did not commit: the caller may retry it whole, with the same ids.
+pub(super) fn not_committed(e: WriteError) -> ApiError {
+    ApiError::internal(format!("push not committed: {e}"))
 }

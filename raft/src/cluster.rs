@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use goim_net::quic::QuicEndpoint;
 use goim_net::rpc::Service;
-use goim_storage::StateView;
+use goim_storage::{StateView, StorageConfig};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
 use tracing::{info, warn};
@@ -35,6 +35,8 @@ pub struct ClusterConfig {
     pub election_max_ms: u64,
     /// Build a snapshot (and purge the log before it) every this many entries.
     pub snapshot_every: u64,
+    /// How the sled store is run (its cache size).
+    pub storage: StorageConfig,
     /// How long `write` keeps retrying while there is no reachable leader.
     pub write_timeout: Duration,
     /// Write batches committing at once (see `proposer`).
@@ -54,6 +56,7 @@ impl ClusterConfig {
             election_min_ms: 200,
             election_max_ms: 400,
             snapshot_every: 20_000,
+            storage: StorageConfig::default(),
             write_timeout: Duration::from_secs(5),
             batches_in_flight: 2,
             about: String::new(),
@@ -99,12 +102,17 @@ impl Cluster {
             // openraft bounds every AppendEntries by the heartbeat interval: keep payloads
             // small enough to replicate within it on a busy machine (batches are <= 256 KiB).
             max_payload_entries: 16,
-            // Snapshot chunks can be MBs; give each chunk RPC time on a busy machine.
+            // A snapshot is sent in chunks read from its file, each its own RPC bounded by
+            // this timeout; the last one also waits for the follower to install the whole
+            // snapshot: give it time on a busy machine. Chunks stand for the leader's
+            // heartbeats on the follower (`network::server`): small enough to arrive well
+            // within an election timeout, even on a debug build.
+            snapshot_max_chunk_size: 512 << 10,
             install_snapshot_timeout: 10_000,
             ..Default::default()
         }
         .validate()?;
-        let (log, sm) = goim_storage::open::<TypeConfig>(&cfg.data_dir).await?;
+        let (log, sm) = goim_storage::open::<TypeConfig>(&cfg.data_dir, cfg.storage).await?;
         let view = sm.view();
         let raft =
             Raft::new(cfg.node_id, Arc::new(config), QuicNetwork::new(endpoint.clone()), log, sm).await?;

@@ -1,6 +1,7 @@
 //! The openraft type configuration: u64 node ids, `BasicNode { addr }` holding the node's
-//! QUIC address, commands `Request` replied to with `Reply`, snapshots as bytes.
-use std::io::Cursor;
+//! QUIC address, commands `Request` replied to with `Reply`, snapshots as files (sent to
+//! followers in chunks of `snapshot_max_chunk_size`, see `cluster`).
+use goim_storage::SnapshotFile;
 
 use crate::command::{Reply, Request};
 
@@ -11,7 +12,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotFile,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -22,7 +22,7 @@ struct Sm {
 impl Sm {
     async fn new() -> Sm {
         let dir = tempfile::tempdir().unwrap();
-        let (_, sm) = goim_storage::open::<TypeConfig>(dir.path()).await.unwrap();
+        let (_, sm) = goim_storage::open::<TypeConfig>(dir.path(), Default::default()).await.unwrap();
         Sm { sm, index: 0, _dir: Some(dir) }
     }
 
@@ -395,14 +395,14 @@ async fn leases_fence_offset_commits_and_expire() {
 async fn applied_state_and_tables_survive_reopen_together() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (_, sm) = goim_storage::open::<TypeConfig>(dir.path()).await.unwrap();
+        let (_, sm) = goim_storage::open::<TypeConfig>(dir.path(), Default::default()).await.unwrap();
         let mut sm = Sm { sm, index: 0, _dir: None };
         sm.apply(vec![connect("a", 1, "c1", 1), push(PushTo::Room("live://1".into()))]).await;
     }
     // The log flusher task lets go of the db (sled's exclusive lock) just after the drop.
     let mut reopened = None;
     for _ in 0..100 {
-        match goim_storage::open::<TypeConfig>(dir.path()).await {
+        match goim_storage::open::<TypeConfig>(dir.path(), Default::default()).await {
             Ok((_, sm)) => {
                 reopened = Some(sm);
                 break;

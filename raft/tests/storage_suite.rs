@@ -13,7 +13,7 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachine<TypeConfig>, te
         &self,
     ) -> Result<(tempfile::TempDir, LogStore<TypeConfig>, StateMachine<TypeConfig>), StorageError<u64>> {
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
-        let (log, sm) = goim_storage::open::<TypeConfig>(dir.path())
+        let (log, sm) = goim_storage::open::<TypeConfig>(dir.path(), Default::default())
             .await
             .map_err(|e| openraft::StorageIOError::write(&e))?;
         Ok((dir, log, sm))

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use goim_types::serial;
-use openraft::{LogId, SnapshotMeta, StoredMembership, Vote};
+use openraft::{LogId, StoredMembership, Vote};
 use tracing::{info, warn};
 
 use crate::blobs::BlobSync;
@@ -19,9 +19,11 @@ use crate::durable::Durability;
 use crate::log_store::{
     decode_entry, log_index, with_crc, COMMITTED, FORMAT, FORMAT_CRC, LOG_TREE, META_TREE, PURGED, VOTE,
 };
-use crate::state_machine::{APPLIED, MEMBERSHIP, SM_TREE, SNAPSHOT_TREE};
+use crate::snapshot::SnapshotDir;
+use crate::state_machine::{APPLIED, MEMBERSHIP};
+use crate::state_tree::{self, is_state_tree};
 use crate::witness::{Record, Witness};
-use crate::{GoimTypes, StorageError};
+use crate::{GoimTypes, StorageConfig, StorageError};
 
 /// Where the node's files are, under its data dir.
 pub(crate) struct Paths {
@@ -59,7 +61,10 @@ impl Found {
 
 /// Opens sled under `data_dir`, verifies all of it and checks it against the witness
 /// (creating the witness on first start or for a data dir of an older version).
-pub(crate) fn open_checked<C: GoimTypes>(data_dir: &Path) -> Result<(sled::Db, Durability), StorageError> {
+pub(crate) fn open_checked<C: GoimTypes>(
+    data_dir: &Path,
+    config: StorageConfig,
+) -> Result<(sled::Db, Durability), StorageError> {
     let started = std::time::Instant::now();
     let paths = Paths::new(data_dir);
     let witness = Witness::load(&paths.witness)?;
@@ -73,9 +78,10 @@ pub(crate) fn open_checked<C: GoimTypes>(data_dir: &Path) -> Result<(sled::Db, D
         ));
     }
     check_sled_files(&paths)?;
-    let db = guarded(&paths, "recovering", || open_sled(&paths))?;
+    let db = guarded(&paths, "recovering", || open_sled(&paths, config))?;
     guarded(&paths, "upgrading the log format", || upgrade_format::<C>(&db, &paths))?;
     let found = guarded(&paths, "verifying", || verify::<C>(&db, &paths))?;
+    let snapshot = SnapshotDir::open(data_dir)?.verify::<C::Node>()?;
     let (witness, written) = match witness {
         Some((witness, written)) => {
             check_witness::<C>(&db, &found, &written, &paths)?;
@@ -96,6 +102,7 @@ pub(crate) fn open_checked<C: GoimTypes>(data_dir: &Path) -> Result<(sled::Db, D
         dir = %paths.sled_dir.display(),
         records = found.records,
         log_entries = found.log_entries,
+        snapshot = ?snapshot.and_then(|s| s.last_log_id).map(|l| l.index),
         ms = started.elapsed().as_millis() as u64,
         "storage verified"
     );
@@ -149,9 +156,10 @@ fn check_trailing_crc(path: &Path, what: &str, bytes: &[u8], tail: usize) -> Res
     Ok(())
 }
 
-fn open_sled(paths: &Paths) -> Result<sled::Db, StorageError> {
+fn open_sled(paths: &Paths, config: StorageConfig) -> Result<sled::Db, StorageError> {
     sled::Config::new()
         .path(&paths.sled_dir)
+        .cache_capacity(config.cache_bytes)
         .mode(sled::Mode::HighThroughput)
         .open()
         .map_err(|e| sled_error(paths, "cannot recover", e))
@@ -233,7 +241,15 @@ fn upgrade_format<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<(), Stor
 /// that the log has no hole) and the Raft state the node starts from.
 fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageError> {
     let mut found = Found::default();
-    for name in db.tree_names() {
+    let names = db.tree_names();
+    let state = state_tree::current_name(db)?;
+    if !names.iter().any(|n| **n == *state) && state != state_tree::FIRST.as_bytes() {
+        return Err(StorageError::damaged(
+            &paths.sled_log,
+            format!("the current state tree {} is missing", String::from_utf8_lossy(&state)),
+        ));
+    }
+    for name in names {
         let tree_name = String::from_utf8_lossy(&name).into_owned();
         let tree = db.open_tree(&name)?;
         let ours = tree_name != "__sled__default";
@@ -262,7 +278,7 @@ fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageEr
                     }
                     _ => {}
                 },
-                SM_TREE => match k.as_ref() {
+                _ if is_state_tree(&name) => match k.as_ref() {
                     APPLIED => {
                         serial::decode::<Option<LogId<u64>>>(&v).map_err(|e| bad(&e))?;
                     }
@@ -271,9 +287,6 @@ fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageEr
                     }
                     _ => {}
                 },
-                SNAPSHOT_TREE if k.as_ref() == crate::snapshot::META => {
-                    serial::decode::<SnapshotMeta<u64, C::Node>>(&v).map_err(|e| bad(&e))?;
-                }
                 _ => {}
             }
         }

@@ -1,30 +1,38 @@
 //! openraft `RaftStateMachine`: applies committed entries to the tables. Each `apply` call is
 //! one atomic sled batch that also records `last_applied`, so a crash never leaves an entry
 //! half applied and a restart re-applies exactly the entries after `last_applied`.
+//! Snapshots (`snapshot`) are built beside apply, not in line with it, and installed into
+//! a fresh state tree (`state_tree`).
 use std::marker::PhantomData;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, LogId, OptionalSend, SnapshotMeta, StoredMembership};
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 
-use crate::error::{read_sm, write_sm};
-use crate::snapshot::{self, SnapshotBuilder};
+use crate::error::{read_sm, snapshot_io, write_sm};
+use crate::snapshot::{self, Recording, SnapshotBuilder, SnapshotDir, SnapshotFile};
+use crate::state_tree::StateTrees;
 use crate::tables::{Kv, RawPairs, Txn};
 use crate::{Command, GoimTypes, StorageError};
 
 /// Where the state machine stands: last applied log id and the membership at that point.
 pub(crate) type Applied<N> = Result<(Option<LogId<u64>>, StoredMembership<u64, N>), StorageError>;
 
-pub(crate) const SM_TREE: &str = "sm";
-pub(crate) const SNAPSHOT_TREE: &str = "snapshot";
+/// The tree that held the newest snapshot before snapshots were files; dropped at open.
+const LEGACY_SNAPSHOT_TREE: &str = "snapshot";
 pub(crate) const APPLIED: &[u8] = b"meta/applied";
 pub(crate) const MEMBERSHIP: &[u8] = b"meta/membership";
 
 pub struct StateMachine<C: GoimTypes> {
-    tree: sled::Tree,
-    snapshots: sled::Tree,
+    trees: StateTrees,
+    snapshots: Arc<SnapshotDir>,
+    /// Before-images for the snapshot build in progress (`snapshot::before_images`).
+    recording: Recording,
+    /// Held by a snapshot build from start to end; an install waits for it.
+    building: Arc<Mutex<()>>,
     /// Bumped after every apply batch that appended to the push log (wakes tails).
     pushes: watch::Sender<u64>,
     snapshot_counter: Arc<AtomicU64>,
@@ -34,7 +42,7 @@ pub struct StateMachine<C: GoimTypes> {
 /// A read-only handle on the applied state, for the logic role (HTTP reads, tails).
 #[derive(Clone)]
 pub struct StateView {
-    tree: sled::Tree,
+    trees: StateTrees,
     pushes: watch::Receiver<u64>,
 }
 
@@ -51,27 +59,31 @@ impl StateView {
 
 impl Kv for StateView {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+        Ok(self.trees.read(|tree| tree.get(key))?.map(|v| v.to_vec()))
     }
 
     fn range_raw(&self, start: &[u8], end: &[u8], limit: usize) -> Result<RawPairs, StorageError> {
-        self.tree
-            .range(start..end)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
+        self.trees.read(|tree| {
+            tree.range(start..end)
+                .take(limit)
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    Ok((k.to_vec(), v.to_vec()))
+                })
+                .collect()
+        })
     }
 }
 
 impl<C: GoimTypes> StateMachine<C> {
-    pub(crate) fn open(db: &sled::Db) -> Result<StateMachine<C>, StorageError> {
+    pub(crate) fn open(db: &sled::Db, data_dir: &Path) -> Result<StateMachine<C>, StorageError> {
         let (pushes, _) = watch::channel(0);
+        db.drop_tree(LEGACY_SNAPSHOT_TREE)?;
         Ok(StateMachine {
-            tree: db.open_tree(SM_TREE)?,
-            snapshots: db.open_tree(SNAPSHOT_TREE)?,
+            trees: StateTrees::open(db)?,
+            snapshots: Arc::new(SnapshotDir::open(data_dir)?),
+            recording: Recording::default(),
+            building: Arc::new(Mutex::new(())),
             pushes,
             snapshot_counter: Arc::new(AtomicU64::new(0)),
             _types: PhantomData,
@@ -79,7 +91,7 @@ impl<C: GoimTypes> StateMachine<C> {
     }
 
     pub fn view(&self) -> StateView {
-        StateView { tree: self.tree.clone(), pushes: self.pushes.subscribe() }
+        StateView { trees: self.trees.clone(), pushes: self.pushes.subscribe() }
     }
 
     fn read_applied(&self) -> Applied<C::Node> {
@@ -114,7 +126,10 @@ where
         I::IntoIter: OptionalSend,
     {
         let started = std::time::Instant::now();
-        let mut txn = Txn::new(&self.tree);
+        let tree = self.trees.current();
+        let building = self.recording.current();
+        let snapshotting = building.is_some();
+        let mut txn = Txn::new(&tree, building);
         let mut replies = Vec::new();
         let mut last = None;
         for entry in entries {
@@ -138,6 +153,10 @@ where
         let pushed = txn.pushed;
         txn.commit().map_err(write_sm)?;
         metrics::histogram!("goim_storage_apply_seconds").record(started.elapsed().as_secs_f64());
+        if snapshotting {
+            metrics::counter!("goim_storage_applied_while_snapshotting_total")
+                .increment(replies.len() as u64);
+        }
         if pushed {
             self.wake_tails();
         }
@@ -145,31 +164,39 @@ where
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Copied here, in line with apply, so the snapshot is one consistent point in time.
-        let copy = snapshot::copy_tree(&self.tree);
+        // Nothing is copied here: from now on apply records before-images for the build,
+        // which reads the tree beside apply (`snapshot::before_images`).
+        let gate = self.building.clone().lock_owned().await;
+        let recorder = self.recording.start();
         let n = self.snapshot_counter.fetch_add(1, Ordering::Relaxed);
-        SnapshotBuilder::new(copy, self.read_applied(), self.snapshots.clone(), n)
+        let (tree, dir) = (self.trees.current(), self.snapshots.clone());
+        SnapshotBuilder::new(tree, recorder, dir, gate, self.read_applied(), n)
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<std::io::Cursor<Vec<u8>>>, openraft::StorageError<u64>> {
-        Ok(Box::new(std::io::Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, openraft::StorageError<u64>> {
+        let file = SnapshotFile::create(self.snapshots.receiving()).await.map_err(snapshot_io)?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, C::Node>,
-        snapshot: Box<std::io::Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), openraft::StorageError<u64>> {
-        let data = snapshot.into_inner();
-        snapshot::replace_tree(&self.tree, &data, meta).map_err(write_sm)?;
-        snapshot::save_current(&self.snapshots, meta, &data).map_err(write_sm)?;
+        let _no_build = self.building.lock().await;
+        let started = std::time::Instant::now();
+        let (file, received) = snapshot.into_std().await;
+        let (trees, dir, meta) = (self.trees.clone(), self.snapshots.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || snapshot::install(&trees, &dir, &meta, file, &received))
+            .await
+            .map_err(|e| write_sm(StorageError::Corrupt(format!("installing a snapshot: {e}"))))?
+            .map_err(write_sm)?;
+        metrics::histogram!("goim_storage_snapshot_install_seconds").record(started.elapsed().as_secs_f64());
         self.wake_tails();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, openraft::StorageError<u64>> {
-        snapshot::load_current(&self.snapshots).map_err(read_sm)
+        self.snapshots.open_current().map_err(read_sm)
     }
 }

@@ -3,7 +3,6 @@
 //! does not match. Opening damaged files must either give back exactly what was written or
 //! fail with `Damaged`: never different data, never a panic.
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,14 +21,14 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = BasicNode,
         Entry = openraft::Entry<T>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::SnapshotFile,
 );
 
 /// A test command: one key/value into the state machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Put {
-    key: Vec<u8>,
-    value: Vec<u8>,
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
 }
 
 impl Command for Put {
@@ -56,22 +55,22 @@ fn dump(db: &sled::Db) -> Result<Dump, sled::Error> {
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
 
-fn entry(index: u64, term: u64, value: Vec<u8>) -> Entry<T> {
+pub(crate) fn entry(index: u64, term: u64, value: Vec<u8>) -> Entry<T> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
         payload: EntryPayload::Normal(Put { key: format!("k{index:08}").into_bytes(), value }),
@@ -79,7 +78,7 @@ fn entry(index: u64, term: u64, value: Vec<u8>) -> Entry<T> {
 }
 
 /// Waits until nothing holds sled's lock on `dir` (the flusher task ends after its store).
-fn wait_closed(dir: &Path) {
+pub(crate) fn wait_closed(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match sled::Config::new().path(Paths::new(dir).sled_dir).open() {
@@ -94,7 +93,7 @@ fn wait_closed(dir: &Path) {
 /// each, applies them, then bumps the vote to `final_vote` (so the last durable write is the
 /// witnessed vote) and closes. Returns every record as written.
 async fn write(dir: &Path, first: u64, entries: u64, term: u64, value_len: usize, final_vote: u64) -> Dump {
-    let (mut log, mut sm) = crate::open::<T>(dir).await.expect("open");
+    let (mut log, mut sm) = crate::open::<T>(dir, Default::default()).await.expect("open");
     log.save_vote(&Vote::new_committed(term, 1)).await.expect("vote");
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ first);
     let mut next = first;
@@ -133,7 +132,7 @@ enum Outcome {
 /// Opens `dir` as the node would; panics (failing the test) on anything but identical data
 /// or `Damaged`.
 fn reopen(dir: &Path, written: &Dump) -> Outcome {
-    match open_checked::<T>(dir) {
+    match open_checked::<T>(dir, Default::default()) {
         Ok((db, _)) => {
             let now = dump(&db).expect("a verified db reads back");
             // Records beyond what was written (the witness's bookkeeping aside) may not
@@ -244,20 +243,20 @@ async fn rollback_behind_the_witness_is_refused() {
     write(&dir2, 1, 10, 1, 100, 1).await;
     let old2 = tmp.path().join("old-db2");
     copy_dir(&Paths::new(&dir2).sled_dir, &old2);
-    let (mut log, sm) = crate::open::<T>(&dir2).await.unwrap();
+    let (mut log, sm) = crate::open::<T>(&dir2, Default::default()).await.unwrap();
     log.save_vote(&Vote::new(5, 2)).await.unwrap();
     drop((log, sm));
     wait_closed(&dir2);
     std::fs::remove_dir_all(Paths::new(&dir2).sled_dir).unwrap();
     copy_dir(&old2, &Paths::new(&dir2).sled_dir);
-    match open_checked::<T>(&dir2) {
+    match open_checked::<T>(&dir2, Default::default()) {
         Err(StorageError::Damaged { what, .. }) => assert!(what.contains("vote"), "{what}"),
         other => panic!("expected a vote rollback, got {:?}", other.map(|_| ())),
     }
 
     // The db gone altogether while the witness remains.
     std::fs::remove_dir_all(Paths::new(&dir2).sled_dir).unwrap();
-    match open_checked::<T>(&dir2) {
+    match open_checked::<T>(&dir2, Default::default()) {
         Err(StorageError::Damaged { path, .. }) => assert_eq!(path, Paths::new(&dir2).sled_log),
         other => panic!("expected Damaged for a missing db, got {:?}", other.map(|_| ())),
     }
@@ -305,7 +304,7 @@ async fn log_entry_crc_mismatch_is_an_error_never_data() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
     write(&dir, 1, 20, 1, 100, 1).await;
-    let (mut log, sm) = crate::open::<T>(&dir).await.unwrap();
+    let (mut log, sm) = crate::open::<T>(&dir, Default::default()).await.unwrap();
     let tree = log.db().open_tree("log").unwrap();
     for index in [7u64, 20] {
         let key = index.to_be_bytes();
@@ -322,7 +321,7 @@ async fn log_entry_crc_mismatch_is_an_error_never_data() {
     log.db().flush().unwrap();
     drop((log, sm));
     wait_closed(&dir);
-    match open_checked::<T>(&dir) {
+    match open_checked::<T>(&dir, Default::default()) {
         Err(StorageError::Damaged { path, what }) => {
             assert_eq!(path, Paths::new(&dir).sled_log);
             assert!(what.contains("tree log, key 7: log entry 7: checksum mismatch"), "{what}");
@@ -346,13 +345,13 @@ async fn entries_without_crc_are_upgraded_once() {
         }
         db.flush().unwrap();
     }
-    let (mut log, sm) = crate::open::<T>(&dir).await.unwrap();
+    let (mut log, sm) = crate::open::<T>(&dir, Default::default()).await.unwrap();
     let entries = log.try_get_log_entries(1..=5).await.unwrap();
     assert_eq!(entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
     assert!(paths.witness.exists());
     drop((log, sm));
     wait_closed(&dir);
-    let (db, _) = open_checked::<T>(&dir).unwrap();
+    let (db, _) = open_checked::<T>(&dir, Default::default()).unwrap();
     assert_eq!(db.open_tree("log").unwrap().len(), 5);
 }
 
@@ -364,7 +363,7 @@ async fn verification_time_for_100k_entries() {
     let dir = tmp.path().join("node");
     write(&dir, 1, 100_000, 1, 100, 2).await;
     let started = Instant::now();
-    let (db, _) = open_checked::<T>(&dir).unwrap();
+    let (db, _) = open_checked::<T>(&dir, Default::default()).unwrap();
     let took = started.elapsed();
     let records: usize = db.tree_names().iter().map(|n| db.open_tree(n).unwrap().len()).sum();
     eprintln!("verified {records} records (100k log entries + 100k state-machine records) in {took:?}");

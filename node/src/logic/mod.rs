@@ -77,6 +77,7 @@ impl From<&Config> for ClusterConfig {
         rc.election_min_ms = cfg.raft_election_min_ms;
         rc.election_max_ms = cfg.raft_election_max_ms;
         rc.snapshot_every = cfg.snapshot_every;
+        rc.storage = goim_storage::StorageConfig { cache_bytes: cfg.sled_cache_mb << 20 };
         rc.batches_in_flight = cfg.raft_batches_in_flight;
         let roles = cfg.roles.to_string();
         rc.about = serde_json::json!({ "roles": roles, "http": cfg.http_addr.to_string() }).to_string();

@@ -103,7 +103,7 @@ mod tests {
     #[tokio::test]
     async fn retention_by_count_and_by_age() {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut sm) = goim_storage::open::<TypeConfig>(dir.path()).await.unwrap();
+        let (_log, mut sm) = goim_storage::open::<TypeConfig>(dir.path(), Default::default()).await.unwrap();
         // Ten records, one per second from t=1000 s.
         let entries: Vec<Entry<TypeConfig>> = (1..=10u64)
             .map(|i| Entry {

@@ -111,7 +111,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RpcErr<InstallSnapshotError>> {
-        match self.call(RaftRpc::Snapshot(rpc), &option).await? {
+        match self.call(RaftRpc::Snapshot(rpc.into()), &option).await? {
             RaftRpcReply::Snapshot(r) => self.remote(r),
             _ => Err(mismatch()),
         }

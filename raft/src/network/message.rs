@@ -1,11 +1,11 @@
 //! What travels on a `Service::Raft` stream: one request frame, one reply frame.
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 
+use super::snapshot_chunk::SnapshotChunk;
 use crate::command::{Reply, Request};
 use crate::membership::{MembershipChange, MembershipView};
 use crate::status::MemberStatus;
@@ -15,7 +15,7 @@ use crate::types::TypeConfig;
 pub enum RaftRpc {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
-    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Snapshot(SnapshotChunk),
     /// Work only the leader can do, forwarded by a follower.
     Leader(LeaderOp),
     /// This member's view of the cluster (`/cluster/overview` asks every member).

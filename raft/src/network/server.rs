@@ -3,11 +3,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use goim_net::quic::{serve_unary, BiStream, StreamHandler};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, InstallSnapshotResponse};
 
 use super::message::{RaftRpc, RaftRpcReply};
 use crate::cluster::Cluster;
+use crate::types::{Raft, TypeConfig};
 
 pub struct RaftService {
     pub cluster: Arc<Cluster>,
@@ -23,10 +27,51 @@ impl StreamHandler for RaftService {
                     RaftRpcReply::Append(raft.append_entries(r).await)
                 }
                 RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
-                RaftRpc::Snapshot(r) => RaftRpcReply::Snapshot(raft.install_snapshot(r).await),
+                RaftRpc::Snapshot(r) => RaftRpcReply::Snapshot(install_chunk(raft, r.into()).await),
                 RaftRpc::Leader(op) => RaftRpcReply::Leader(self.cluster.run_local(op).await),
                 RaftRpc::Status => RaftRpcReply::Status(self.cluster.local_status()),
             }
         }))
+    }
+}
+
+/// One snapshot chunk, which also stands for the leader's heartbeats while it is handled.
+///
+/// openraft 0.9 sends a follower no heartbeat while it streams it a snapshot (a target with
+/// data in flight gets none), and a follower's election timer is reset only by AppendEntries
+/// and votes, not by snapshot chunks. A transfer longer than the election timeout (plus the
+/// install, which runs inside the last chunk's RPC) made the follower stand for election,
+/// the leader step down and the transfer start over, again and again: a follower needing a
+/// snapshot of 100k records never caught up. So when a chunk arrives, and every heartbeat
+/// interval while it is received and installed, the local Raft gets the empty AppendEntries
+/// the leader would have sent (the chunk's vote, nothing to match, nothing to commit): it
+/// only renews the leader's lease here, and is refused like the chunk itself if the vote is
+/// stale. Each is sent on its own task: its answer may wait for the install to finish (the
+/// Raft core answers in order), the renewal does not.
+async fn install_chunk(
+    raft: &Raft,
+    chunk: InstallSnapshotRequest<TypeConfig>,
+) -> Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
+    let heartbeat = AppendEntriesRequest {
+        vote: chunk.vote,
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    };
+    let beat = || {
+        let (raft, heartbeat) = (raft.clone(), heartbeat.clone());
+        // A refusal (a newer vote here) is the chunk's answer too; nothing to do with it.
+        tokio::spawn(async move { raft.append_entries(heartbeat).await });
+    };
+    beat();
+    let every = Duration::from_millis(raft.config().heartbeat_interval);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let install = raft.install_snapshot(chunk);
+    tokio::pin!(install);
+    loop {
+        tokio::select! {
+            done = &mut install => return done,
+            _ = ticks.tick() => beat(),
+        }
     }
 }

@@ -114,12 +114,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let tree = db.open_tree("t").unwrap();
-        let mut txn = Txn::new(&tree);
+        let mut txn = Txn::new(&tree, None);
         put(&mut txn, &session("a", 1, "live://1")).unwrap();
         put(&mut txn, &session("b", 2, "live://2")).unwrap();
         put(&mut txn, &session("c", 3, "live://1")).unwrap();
         txn.commit().unwrap();
-        let txn = Txn::new(&tree);
+        let txn = Txn::new(&tree, None);
         let (members, complete) = in_room(&txn, "live://1", 10).unwrap();
         assert_eq!(members.iter().map(|s| s.mid).collect::<Vec<_>>(), vec![1, 3]);
         assert!(complete);

@@ -1,13 +1,18 @@
 //! One apply batch: reads fall through an in-memory overlay of this batch's writes to the
-//! tree; `commit` writes the overlay as one atomic sled batch.
+//! tree; `commit` writes the overlay as one atomic sled batch, after recording the keys'
+//! previous values for a snapshot build in progress (`snapshot::before_images`).
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{prefix_end, Kv, RawPairs};
+use crate::snapshot::BeforeImages;
 use crate::StorageError;
 
 pub struct Txn<'a> {
     tree: &'a sled::Tree,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The running snapshot build's before-images, if one is running.
+    images: Option<Arc<BeforeImages>>,
     /// Index of the log entry being applied.
     pub log_index: u64,
     /// Set when a push record was appended (tails are woken after commit).
@@ -15,8 +20,8 @@ pub struct Txn<'a> {
 }
 
 impl<'a> Txn<'a> {
-    pub(crate) fn new(tree: &'a sled::Tree) -> Txn<'a> {
-        Txn { tree, overlay: BTreeMap::new(), log_index: 0, pushed: false }
+    pub(crate) fn new(tree: &'a sled::Tree, images: Option<Arc<BeforeImages>>) -> Txn<'a> {
+        Txn { tree, overlay: BTreeMap::new(), images, log_index: 0, pushed: false }
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -33,6 +38,9 @@ impl<'a> Txn<'a> {
     }
 
     pub(crate) fn commit(self) -> Result<(), StorageError> {
+        if let Some(images) = &self.images {
+            images.record(self.tree, self.overlay.keys().map(Vec::as_slice))?;
+        }
         let mut batch = sled::Batch::default();
         for (k, v) in self.overlay {
             match v {

@@ -34,24 +34,45 @@ pub struct Push {
     pub room_keep: u64,
 }
 
+/// Where pushes append: the push log and the rooms' offsets, each read once and stored
+/// once (`finish`) however many pushes go through, so a `PushBatch` does not re-read and
+/// re-write the log head and its rooms per push.
+pub(super) struct Appending {
+    log: pushlog::Appender,
+    rooms: rooms::Offsets,
+}
+
+impl Appending {
+    pub(super) fn open(txn: &Txn<'_>) -> Result<Appending, StorageError> {
+        Ok(Appending { log: pushlog::Appender::open(txn, 0)?, rooms: rooms::Offsets::default() })
+    }
+
+    pub(super) fn finish(self, txn: &mut Txn<'_>) -> Result<(), StorageError> {
+        self.log.finish(txn)?;
+        self.rooms.finish(txn)
+    }
+}
+
 impl Push {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
-        let Pushed { seq, room_seq } = self.pushed(txn)?;
+        let mut to = Appending::open(txn)?;
+        let Pushed { seq, room_seq } = self.pushed(txn, &mut to)?;
+        to.finish(txn)?;
         Ok(Reply::Pushed { seq, room_seq })
     }
 
     /// Appends this push once: a request id already applied answers its first outcome.
-    pub(super) fn pushed(&self, txn: &mut Txn<'_>) -> Result<Pushed, StorageError> {
+    pub(super) fn pushed(&self, txn: &mut Txn<'_>, to: &mut Appending) -> Result<Pushed, StorageError> {
         if let Some(o) = requests::get(txn, &self.id)? {
             return Ok(Pushed { seq: o.seq, room_seq: o.room_seq });
         }
-        let pushed = self.append(txn)?;
+        let pushed = self.append(txn, to)?;
         let Pushed { seq, room_seq } = pushed;
         requests::put(txn, &self.id, Outcome { seq, room_seq, ts_ms: self.ts_ms })?;
         Ok(pushed)
     }
 
-    fn append(&self, txn: &mut Txn<'_>) -> Result<Pushed, StorageError> {
+    fn append(&self, txn: &mut Txn<'_>, to: &mut Appending) -> Result<Pushed, StorageError> {
         let record = |target| PushRecord {
             partition: 0,
             seq: 0,
@@ -62,23 +83,23 @@ impl Push {
         };
         match &self.to {
             PushTo::Room(room) => {
-                let room_seq = rooms::next_seq(txn, room, self.ts_ms)?;
+                let room_seq = to.rooms.next_seq(txn, room, self.ts_ms)?;
                 let target = PushTarget::Room { room: room.clone(), room_seq };
-                let seq = pushlog::append(txn, record(target))?;
+                let seq = to.log.append(txn, record(target))?;
                 rooms::index(txn, room, room_seq, seq, self.room_keep)?;
                 Ok(Pushed { seq, room_seq })
             }
             PushTo::All => {
-                let seq = pushlog::append(txn, record(PushTarget::All))?;
+                let seq = to.log.append(txn, record(PushTarget::All))?;
                 Ok(Pushed { seq, room_seq: 0 })
             }
-            PushTo::Keys(keys) => self.push_keys(txn, keys.iter().cloned(), record),
+            PushTo::Keys(keys) => self.push_keys(txn, to, keys.iter().cloned(), record),
             PushTo::Mids(mids) => {
                 let mut keys = Vec::new();
                 for mid in mids {
                     keys.extend(sessions::keys_of_mid(txn, *mid)?);
                 }
-                self.push_keys(txn, keys.into_iter(), record)
+                self.push_keys(txn, to, keys.into_iter(), record)
             }
         }
     }
@@ -86,6 +107,7 @@ impl Push {
     fn push_keys(
         &self,
         txn: &mut Txn<'_>,
+        to: &mut Appending,
         keys: impl Iterator<Item = String>,
         record: impl Fn(PushTarget) -> PushRecord,
     ) -> Result<Pushed, StorageError> {
@@ -98,9 +120,9 @@ impl Push {
                 }
             }
         }
-        let mut seq = pushlog::head(txn, 0)?.last_seq;
+        let mut seq = to.log.last_seq();
         for (comet, keys) in by_comet {
-            seq = pushlog::append(txn, record(PushTarget::Keys { comet, keys }))?;
+            seq = to.log.append(txn, record(PushTarget::Keys { comet, keys }))?;
         }
         Ok(Pushed { seq, room_seq: 0 })
     }

@@ -42,14 +42,52 @@ pub fn head(kv: &impl Kv, p: Partition) -> Result<LogHead, StorageError> {
 }
 
 /// Appends `record` at the next seq of its partition (the given `seq` is overwritten).
-pub fn append(txn: &mut Txn<'_>, mut record: PushRecord) -> Result<u64, StorageError> {
-    let mut h = head(txn, record.partition)?;
-    h.last_seq += 1;
-    record.seq = h.last_seq;
-    txn.put(record_key(record.partition, record.seq), &record)?;
-    txn.put(head_key(record.partition), &h)?;
-    txn.pushed = true;
-    Ok(record.seq)
+pub fn append(txn: &mut Txn<'_>, record: PushRecord) -> Result<u64, StorageError> {
+    let mut log = Appender::open(txn, record.partition)?;
+    let seq = log.append(txn, record)?;
+    log.finish(txn)?;
+    Ok(seq)
+}
+
+/// Appends many records to one partition with its head read once and written once
+/// (`finish`), not once per record. Until `finish` the head stored in the txn is stale:
+/// while an `Appender` is open, nothing else may append to its partition or read its head.
+#[derive(Debug)]
+pub struct Appender {
+    partition: Partition,
+    head: LogHead,
+    /// The head as stored, so `finish` writes only a changed one.
+    stored: LogHead,
+}
+
+impl Appender {
+    pub fn open(kv: &impl Kv, partition: Partition) -> Result<Appender, StorageError> {
+        let stored = head(kv, partition)?;
+        Ok(Appender { partition, head: stored, stored })
+    }
+
+    /// The newest seq, this appender's records included.
+    pub fn last_seq(&self) -> u64 {
+        self.head.last_seq
+    }
+
+    /// Appends `record` at the next seq (its `partition` and `seq` are overwritten).
+    pub fn append(&mut self, txn: &mut Txn<'_>, mut record: PushRecord) -> Result<u64, StorageError> {
+        self.head.last_seq += 1;
+        record.partition = self.partition;
+        record.seq = self.head.last_seq;
+        txn.put(record_key(record.partition, record.seq), &record)?;
+        txn.pushed = true;
+        Ok(record.seq)
+    }
+
+    /// Stores the head, if records were appended.
+    pub fn finish(self, txn: &mut Txn<'_>) -> Result<(), StorageError> {
+        if self.head == self.stored {
+            return Ok(());
+        }
+        txn.put(head_key(self.partition), &self.head)
+    }
 }
 
 /// The record at `seq`, if retained.

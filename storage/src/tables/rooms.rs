@@ -2,6 +2,8 @@
 //! 1); the epoch names this incarnation of the room's history, so an offset from a wiped or
 //! rebuilt cluster is never trusted. The history index maps (room, room_seq) to the push-log
 //! seq holding the message: recovery and `/goim/history/room` read the push log through it.
+use std::collections::BTreeMap;
+
 use goim_types::rpc::PushRecord;
 use serde::{Deserialize, Serialize};
 
@@ -41,12 +43,32 @@ pub fn open(txn: &mut Txn<'_>, room: &str, seed: u64) -> Result<RoomState, Stora
     Ok(s)
 }
 
-/// Allocates the next `room_seq` of `room` (opening it with `seed` if new).
-pub fn next_seq(txn: &mut Txn<'_>, room: &str, seed: u64) -> Result<u64, StorageError> {
-    let mut s = open(txn, room, seed)?;
-    s.last_seq += 1;
-    txn.put(key(ROOM, &[room.as_bytes()]), &s)?;
-    Ok(s.last_seq)
+/// Allocates the offsets of many pushes with each room's state read once and written once
+/// (`finish`). Until `finish` the states stored in the txn are stale: while `Offsets` is
+/// in use, nothing else may read or change the rooms it holds.
+#[derive(Debug, Default)]
+pub struct Offsets {
+    rooms: BTreeMap<String, RoomState>,
+}
+
+impl Offsets {
+    /// Allocates the next `room_seq` of `room` (opening it with `seed` if new).
+    pub fn next_seq(&mut self, txn: &mut Txn<'_>, room: &str, seed: u64) -> Result<u64, StorageError> {
+        let state = match self.rooms.get_mut(room) {
+            Some(state) => state,
+            None => self.rooms.entry(room.to_owned()).or_insert(open(txn, room, seed)?),
+        };
+        state.last_seq += 1;
+        Ok(state.last_seq)
+    }
+
+    /// Stores every room's state.
+    pub fn finish(self, txn: &mut Txn<'_>) -> Result<(), StorageError> {
+        for (room, state) in self.rooms {
+            txn.put(key(ROOM, &[room.as_bytes()]), &state)?;
+        }
+        Ok(())
+    }
 }
 
 /// Records that `room_seq` is at push-log `seq`, and forgets the entry that falls out of a

@@ -52,7 +52,8 @@ async fn many_calls_failing_on_one_dead_node_move_past_it_once() {
     let first = FakeLogic::start().await;
     let second = FakeLogic::start().await;
     let peers = vec!["127.0.0.1:9".to_string(), down.addr(), first.addr(), second.addr()];
-    let client = std::sync::Arc::new(LogicClient::new(first.endpoint(), peers, Duration::from_millis(300)));
+    // Long enough per attempt that a loaded box answers in time; the dead node costs one.
+    let client = std::sync::Arc::new(LogicClient::new(first.endpoint(), peers, Duration::from_secs(1)));
     // 12 calls on the dead node at once, then on the unavailable one: advancing once per
     // failure would wrap back to them.
     let calls: Vec<_> = (0..12)

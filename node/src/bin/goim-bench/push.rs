@@ -94,7 +94,8 @@ struct Run {
     pushed: Pushed,
     secs: f64,
     server_cpu_s: f64,
-    server_rss_mb: f64,
+    /// Each server process's RSS at the end, MB.
+    server_rss_mb: Vec<f64>,
     loadgen_cpu_s: f64,
 }
 
@@ -138,7 +139,9 @@ pub async fn run(args: PushArgs) -> anyhow::Result<i32> {
         row("ack max ms", &runs, |r| format!("{:.1}", r.pct_ms(1.0))),
         row("server CPU µs/push", &runs, |r| format!("{:.1}", r.cpu_us_per_push()))
             .ratio(&runs, Run::cpu_us_per_push),
-        row("server RSS MB (end)", &runs, |r| format!("{:.0}", r.server_rss_mb)),
+        row("server RSS MB (end), each", &runs, |r| {
+            r.server_rss_mb.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(" ")
+        }),
         row("load generator CPU s", &runs, |r| format!("{:.1}", r.loadgen_cpu_s)),
     ];
     let title = format!(
@@ -241,7 +244,7 @@ async fn run_one(args: &PushArgs, system: System) -> anyhow::Result<Run> {
         label,
         secs,
         server_cpu_s: procfs::cpu_seconds_of(&pids) - cpu_before,
-        server_rss_mb: procfs::mib(procfs::rss_bytes_of(&pids)),
+        server_rss_mb: pids.iter().map(|p| procfs::mib(procfs::rss_bytes(*p).unwrap_or(0))).collect(),
         loadgen_cpu_s: procfs::cpu_seconds(std::process::id()).unwrap_or(0.0) - own_before,
         pushed,
     })

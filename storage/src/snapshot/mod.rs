@@ -136,7 +136,12 @@ pub(crate) fn install<N: openraft::Node>(
     Ok(())
 }
 
-/// Reads the snapshot from `tee` into `tree`, one sled batch per chunk, its position last;
+/// Pairs per sled batch when installing. One batch per 1 MiB chunk (~10k pairs) left a
+/// follower that installed a 23 MB snapshot at 810 MB RSS (sled holds what a batch
+/// replaces until the batch ends); batches of 1,000 pairs: 175 MB (release build).
+const INSTALL_BATCH: usize = 1_000;
+
+/// Reads the snapshot from `tee` into `tree`, in sled batches of `INSTALL_BATCH` pairs, its position last;
 /// returns the copy made on the way.
 fn fill<N: openraft::Node>(
     tree: &sled::Tree,
@@ -153,11 +158,13 @@ fn fill<N: openraft::Node>(
         ));
     }
     while let Some(pairs) = reader.next_chunk()? {
-        let mut batch = sled::Batch::default();
-        for (k, v) in pairs {
-            batch.insert(k, v);
+        for part in pairs.chunks(INSTALL_BATCH) {
+            let mut batch = sled::Batch::default();
+            for (k, v) in part {
+                batch.insert(k.as_slice(), v.as_slice());
+            }
+            tree.apply_batch(batch)?;
         }
-        tree.apply_batch(batch)?;
     }
     let mut batch = sled::Batch::default();
     batch.insert(APPLIED, serial::encode(&meta.last_log_id)?);

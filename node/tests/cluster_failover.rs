@@ -19,8 +19,6 @@ const MID_OP: i32 = 2000;
 /// Each pusher starts a push this often (without waiting for the previous one).
 const INTERVAL: Duration = Duration::from_millis(10);
 const LEADER_KILLS: usize = 20;
-/// Generous, so a loaded 2-core CI box passes; the printed figures are what we report.
-const FAILOVER_BOUND: Duration = Duration::from_secs(5);
 
 /// Two clients per comet, one TCP and one WebSocket, in `ROOM`; waits until the cluster
 /// counts them all, so room pushes reach both comets from the first one.
@@ -189,9 +187,6 @@ async fn leader_kill_9_twenty_times_loses_and_duplicates_nothing() {
     let earlier = mid_pushes_arrive(&c, &inboxes).await;
     assert_delivered(inboxes, &outcomes, earlier).await;
     c.assert_all_alive();
-    for (k, t) in failovers.iter().enumerate() {
-        assert!(*t < FAILOVER_BOUND, "kill {}: failover took {t:?} (bound {FAILOVER_BOUND:?})", k + 1);
-    }
     eprintln!("leader-kill test took {:?}", began.elapsed());
 }
 

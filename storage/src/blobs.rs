@@ -3,11 +3,14 @@
 //! or the directory: its `flush` makes only the main log durable, which then points at a
 //! blob that a power cut could take away. So every log flush here also fsyncs the blob
 //! files it has not yet synced at their current size, and the directory when any were,
-//! before the flushed entries are reported durable.
+//! before the flushed entries are reported durable. When nothing changed (the directory's
+//! mtime is the one seen at the last listing and over a second old, and every known file
+//! has its synced size) no file is opened: a node at its open-files limit keeps committing.
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use crate::StorageError;
 
@@ -16,11 +19,16 @@ pub(crate) struct BlobSync {
     /// Blob file name → the size it had when it was last fsynced. A file that was still
     /// being written then (a later write's) has grown since and is synced again.
     synced: HashMap<String, u64>,
+    /// The directory's mtime when it was last listed.
+    listed: Option<SystemTime>,
 }
+
+/// A directory mtime this recent may hide a later change in the same clock tick.
+const SETTLED: Duration = Duration::from_secs(1);
 
 impl BlobSync {
     pub(crate) fn new(dir: PathBuf) -> BlobSync {
-        BlobSync { dir, synced: HashMap::new() }
+        BlobSync { dir, synced: HashMap::new(), listed: None }
     }
 
     /// Fsyncs every blob file new or grown since the last call, then the directory if any
@@ -30,12 +38,16 @@ impl BlobSync {
     }
 
     fn sync_new_io(&mut self) -> io::Result<usize> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            // sled creates the directory with its first blob.
+        let mtime = match std::fs::metadata(&self.dir) {
+            Ok(m) => m.modified()?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(e),
         };
+        let settled = SystemTime::now().duration_since(mtime).is_ok_and(|age| age > SETTLED);
+        if settled && self.listed == Some(mtime) && self.known_unchanged() {
+            return Ok(0);
+        }
+        let entries = std::fs::read_dir(&self.dir)?;
         let mut seen = HashMap::with_capacity(self.synced.len());
         let mut n = 0;
         for entry in entries {
@@ -62,7 +74,16 @@ impl BlobSync {
             File::open(&self.dir)?.sync_all()?;
         }
         self.synced = seen;
+        self.listed = Some(mtime);
         Ok(n)
+    }
+
+    /// Every file synced last time is still there at the size it was synced at (by stat:
+    /// no file is opened).
+    fn known_unchanged(&self) -> bool {
+        self.synced
+            .iter()
+            .all(|(name, len)| std::fs::metadata(self.dir.join(name)).is_ok_and(|m| m.len() == *len))
     }
 }
 

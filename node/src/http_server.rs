@@ -41,7 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::listen::{self, Refuser};
-use crate::logic::http::{BATCH_MAX_BYTES, BATCH_PATH};
+use crate::logic::http::{ApiError, BATCH_MAX_BYTES, BATCH_PATH};
 use crate::rate::LogEvery;
 use crate::tls::ClientTls;
 
@@ -58,10 +58,9 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
-    /// Largest request body (`--max-push-body`).
+    /// Largest request body (`--max-push-body`); a batch push (`BATCH_PATH`) has its own,
+    /// `BATCH_MAX_BYTES`, refused with 413.
     pub max_body: usize,
-    /// Largest body of a batch push (`BATCH_PATH`), refused with 413.
-    pub max_batch_body: usize,
 }
 
 impl From<&Config> for HttpLimits {
@@ -81,7 +80,6 @@ impl From<&Config> for HttpLimits {
             body_timeout: Duration::from_millis(cfg.http_body_timeout_ms),
             idle_timeout: Duration::from_millis(cfg.http_idle_timeout_ms),
             max_body: cfg.max_push_body,
-            max_batch_body: BATCH_MAX_BYTES,
         }
     }
 }
@@ -212,7 +210,7 @@ async fn serve_http<S>(
 async fn bound_body(State(limits): State<HttpLimits>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let batch = parts.uri.path() == BATCH_PATH;
-    let max_body = if batch { limits.max_batch_body } else { limits.max_body };
+    let max_body = if batch { BATCH_MAX_BYTES } else { limits.max_body };
     let deadline = Instant::now() + limits.body_timeout;
     let mut chunks = body.into_data_stream();
     let mut buf = BytesMut::new();
@@ -247,9 +245,7 @@ fn oversized(batch: bool, max: usize) -> Response {
     if !batch {
         return bad_request(format!("body: more than {max} bytes, the limit"));
     }
-    metrics::counter!("goim_http_bad_requests_total").increment(1);
-    let why = format!("body: more than {max} bytes, the limit of a batch request");
-    refusal(StatusCode::PAYLOAD_TOO_LARGE, -413, why)
+    ApiError::too_large(format!("body: more than {max} bytes, the limit of a batch request")).into_response()
 }
 
 /// goim's -400: HTTP 200, the code in the body (as every `/goim/*` error).

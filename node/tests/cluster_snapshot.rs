@@ -3,7 +3,7 @@
 //! and pushes keep being acknowledged while a snapshot is being built (a build records
 //! before-images beside apply instead of copying the state in line with it). The follower
 //! then comes back after the leader purged that part of its log, so it can only catch up by
-//! installing a snapshot (streamed in 1 MiB chunks from the leader's snapshot file); it
+//! installing a snapshot (streamed in 512 KiB chunks from the leader's snapshot file); it
 //! then holds the same push log as the leader.
 mod common;
 

@@ -13,6 +13,9 @@ use crate::StorageError;
 #[derive(Clone)]
 pub(crate) struct Durability {
     inner: Arc<Mutex<Inner>>,
+    /// sled's blob files, which its flush does not fsync (`blobs`); its own lock, so the
+    /// fsyncs never hold up `appended` / `voted` on the append path.
+    blobs: Arc<Mutex<BlobSync>>,
 }
 
 struct Inner {
@@ -26,8 +29,6 @@ struct Inner {
     raised: u64,
     /// Marks below this were taken before a truncate: stale.
     floor: u64,
-    /// sled's blob files, which its flush does not fsync (`blobs`).
-    blobs: BlobSync,
 }
 
 /// The state written to sled at one point; durable once a flush started after it completes.
@@ -39,8 +40,8 @@ pub(crate) struct Mark {
 impl Durability {
     /// `written` is what the witness holds, `current` what sled holds now.
     pub(crate) fn new(witness: Witness, written: Record, current: Record, blobs: BlobSync) -> Durability {
-        let inner = Inner { witness, written, pending: current, next_mark: 1, raised: 0, floor: 0, blobs };
-        Durability { inner: Arc::new(Mutex::new(inner)) }
+        let inner = Inner { witness, written, pending: current, next_mark: 1, raised: 0, floor: 0 };
+        Durability { inner: Arc::new(Mutex::new(inner)), blobs: Arc::new(Mutex::new(blobs)) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -72,11 +73,12 @@ impl Durability {
     /// After the flush that followed `mark` completed: sled's blob files written so far are
     /// fsynced, then the witness records `mark`'s state.
     pub(crate) async fn raise(&self, mark: Mark) -> Result<(), StorageError> {
-        self.blocking(move |inner| {
-            let synced = inner.blobs.sync_new()?;
+        self.blocking(move |this| {
+            let synced = this.blobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).sync_new()?;
             if synced > 0 {
                 metrics::counter!("goim_storage_blob_fsyncs_total").increment(synced as u64);
             }
+            let inner = &mut *this.lock();
             if mark.id < inner.floor || mark.id < inner.raised {
                 return Ok(());
             }
@@ -92,7 +94,8 @@ impl Durability {
 
     /// Before a truncate removes entries after `new_last`: the witness stops claiming them.
     pub(crate) async fn truncating(&self, new_last: Option<LogId<u64>>) -> Result<(), StorageError> {
-        self.blocking(move |inner| {
+        self.blocking(move |this| {
+            let inner = &mut *this.lock();
             inner.pending.last = new_last;
             inner.floor = inner.next_mark;
             let index = |l: Option<LogId<u64>>| l.map(|l| l.index);
@@ -106,13 +109,13 @@ impl Durability {
         .await
     }
 
-    /// Runs `f` on the state off the async threads (the witness write ends in an fdatasync).
+    /// Runs `f` off the async threads (fsyncs: the blobs', the witness's fdatasync).
     async fn blocking(
         &self,
-        f: impl FnOnce(&mut Inner) -> Result<(), StorageError> + Send + 'static,
+        f: impl FnOnce(&Durability) -> Result<(), StorageError> + Send + 'static,
     ) -> Result<(), StorageError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&mut this.lock()))
+        tokio::task::spawn_blocking(move || f(&this))
             .await
             .map_err(|e| StorageError::Corrupt(format!("durability witness writer: {e}")))?
     }

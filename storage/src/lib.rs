@@ -72,11 +72,11 @@ where
     C::D: Command<Reply = C::R>,
 {
     let data_dir = dir.to_path_buf();
-    let (db, durability) =
+    let (db, durability, snapshots) =
         tokio::task::spawn_blocking(move || recovery::open_checked::<C>(&data_dir, config))
             .await
             .map_err(|e| StorageError::Corrupt(format!("opening storage: {e}")))??;
     let log = LogStore::open(&db, durability)?;
-    let sm = StateMachine::open(&db, dir)?;
+    let sm = StateMachine::open(&db, snapshots)?;
     Ok((log, sm))
 }

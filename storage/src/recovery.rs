@@ -64,7 +64,7 @@ impl Found {
 pub(crate) fn open_checked<C: GoimTypes>(
     data_dir: &Path,
     config: StorageConfig,
-) -> Result<(sled::Db, Durability), StorageError> {
+) -> Result<(sled::Db, Durability, SnapshotDir), StorageError> {
     let started = std::time::Instant::now();
     let paths = Paths::new(data_dir);
     let witness = Witness::load(&paths.witness)?;
@@ -81,7 +81,8 @@ pub(crate) fn open_checked<C: GoimTypes>(
     let db = guarded(&paths, "recovering", || open_sled(&paths, config))?;
     guarded(&paths, "upgrading the log format", || upgrade_format::<C>(&db, &paths))?;
     let found = guarded(&paths, "verifying", || verify::<C>(&db, &paths))?;
-    let snapshot = SnapshotDir::open(data_dir)?.verify::<C::Node>()?;
+    let snapshots = SnapshotDir::open(data_dir)?;
+    let snapshot = snapshots.verify::<C::Node>()?;
     let (witness, written) = match witness {
         Some((witness, written)) => {
             check_witness::<C>(&db, &found, &written, &paths)?;
@@ -108,7 +109,7 @@ pub(crate) fn open_checked<C: GoimTypes>(
     );
     let current = found.record();
     let blobs = BlobSync::new(paths.sled_dir.join("blobs"));
-    Ok((db, Durability::new(witness, written, current, blobs)))
+    Ok((db, Durability::new(witness, written, current, blobs), snapshots))
 }
 
 /// sled checks the crc of its config file only to log a warning, and reports a damaged

@@ -4,7 +4,6 @@
 //! Snapshots (`snapshot`) are built beside apply, not in line with it, and installed into
 //! a fresh state tree (`state_tree`).
 use std::marker::PhantomData;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -76,12 +75,13 @@ impl Kv for StateView {
 }
 
 impl<C: GoimTypes> StateMachine<C> {
-    pub(crate) fn open(db: &sled::Db, data_dir: &Path) -> Result<StateMachine<C>, StorageError> {
+    /// `snapshots` is the directory recovery opened and checked.
+    pub(crate) fn open(db: &sled::Db, snapshots: SnapshotDir) -> Result<StateMachine<C>, StorageError> {
         let (pushes, _) = watch::channel(0);
         db.drop_tree(LEGACY_SNAPSHOT_TREE)?;
         Ok(StateMachine {
             trees: StateTrees::open(db)?,
-            snapshots: Arc::new(SnapshotDir::open(data_dir)?),
+            snapshots: Arc::new(snapshots),
             recording: Recording::default(),
             building: Arc::new(Mutex::new(())),
             pushes,

@@ -133,7 +133,7 @@ enum Outcome {
 /// or `Damaged`.
 fn reopen(dir: &Path, written: &Dump) -> Outcome {
     match open_checked::<T>(dir, Default::default()) {
-        Ok((db, _)) => {
+        Ok((db, _, _)) => {
             let now = dump(&db).expect("a verified db reads back");
             // Records beyond what was written (the witness's bookkeeping aside) may not
             // appear, and every written record must read back identical.
@@ -351,7 +351,7 @@ async fn entries_without_crc_are_upgraded_once() {
     assert!(paths.witness.exists());
     drop((log, sm));
     wait_closed(&dir);
-    let (db, _) = open_checked::<T>(&dir, Default::default()).unwrap();
+    let (db, _, _) = open_checked::<T>(&dir, Default::default()).unwrap();
     assert_eq!(db.open_tree("log").unwrap().len(), 5);
 }
 
@@ -363,7 +363,7 @@ async fn verification_time_for_100k_entries() {
     let dir = tmp.path().join("node");
     write(&dir, 1, 100_000, 1, 100, 2).await;
     let started = Instant::now();
-    let (db, _) = open_checked::<T>(&dir, Default::default()).unwrap();
+    let (db, _, _) = open_checked::<T>(&dir, Default::default()).unwrap();
     let took = started.elapsed();
     let records: usize = db.tree_names().iter().map(|n| db.open_tree(n).unwrap().len()).sum();
     eprintln!("verified {records} records (100k log entries + 100k state-machine records) in {took:?}");

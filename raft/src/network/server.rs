@@ -11,6 +11,7 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, InstallSnapsh
 
 use super::message::{RaftRpc, RaftRpcReply};
 use crate::cluster::Cluster;
+use crate::liveness::LastHeard;
 use crate::types::{Raft, TypeConfig};
 
 pub struct RaftService {
@@ -27,7 +28,9 @@ impl StreamHandler for RaftService {
                     RaftRpcReply::Append(raft.append_entries(r).await)
                 }
                 RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
-                RaftRpc::Snapshot(r) => RaftRpcReply::Snapshot(install_chunk(raft, r.into()).await),
+                RaftRpc::Snapshot(r) => {
+                    RaftRpcReply::Snapshot(install_chunk(raft, &self.cluster.heard, r.into()).await)
+                }
                 RaftRpc::Leader(op) => RaftRpcReply::Leader(self.cluster.run_local(op).await),
                 RaftRpc::Status => RaftRpcReply::Status(self.cluster.local_status()),
             }
@@ -47,9 +50,11 @@ impl StreamHandler for RaftService {
 /// the leader would have sent (the chunk's vote, nothing to match, nothing to commit): it
 /// only renews the leader's lease here, and is refused like the chunk itself if the vote is
 /// stale. Each is sent on its own task: its answer may wait for the install to finish (the
-/// Raft core answers in order), the renewal does not.
+/// Raft core answers in order), the renewal does not. Each also counts as hearing from the
+/// leader for the liveness trigger (`heard`), as a real AppendEntries does.
 async fn install_chunk(
     raft: &Raft,
+    heard: &LastHeard,
     chunk: InstallSnapshotRequest<TypeConfig>,
 ) -> Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
     let heartbeat = AppendEntriesRequest {
@@ -59,6 +64,7 @@ async fn install_chunk(
         leader_commit: None,
     };
     let beat = || {
+        heard.now();
         let (raft, heartbeat) = (raft.clone(), heartbeat.clone());
         // A refusal (a newer vote here) is the chunk's answer too; nothing to do with it.
         tokio::spawn(async move { raft.append_entries(heartbeat).await });

@@ -126,17 +126,11 @@ impl Recorder {
         tree: &sled::Tree,
         mut emit: impl FnMut(&[u8], &[u8]) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let mut last: Option<IVec> = None;
         for kv in tree.iter() {
             let (key, read) = kv?;
-            // sled's iterator moves forward; never take a key twice even if it did not.
-            if last.as_ref().is_some_and(|l| key <= *l) {
-                continue;
-            }
             if let Some(value) = self.images.take(key.clone(), read) {
                 emit(&key, &value)?;
             }
-            last = Some(key);
         }
         for (key, value) in self.images.finish() {
             emit(&key, &value)?;

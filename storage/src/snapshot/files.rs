@@ -45,6 +45,10 @@ impl SnapshotDir {
         Ok(SnapshotDir { dir, next: AtomicU64::new(1) })
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn current(&self) -> PathBuf {
         self.dir.join(CURRENT)
     }

@@ -144,10 +144,6 @@ impl<R: Read> Reader<R> {
         Ok(Some(pairs))
     }
 
-    pub(crate) fn into_inner(self) -> R {
-        self.input
-    }
-
     fn end(&mut self) -> Result<(), StorageError> {
         let chunks = self.u64()?;
         let pairs = self.u64()?;

@@ -38,9 +38,16 @@ pub fn open(txn: &mut Txn<'_>, room: &str, seed: u64) -> Result<RoomState, Stora
     if let Some(s) = state(txn, room)? {
         return Ok(s);
     }
-    let s = RoomState { last_seq: 0, epoch: seed.max(1) };
+    let s = RoomState::new(seed);
     txn.put(key(ROOM, &[room.as_bytes()]), &s)?;
     Ok(s)
+}
+
+impl RoomState {
+    /// A room first seen by a command carrying the clock reading `seed`.
+    fn new(seed: u64) -> RoomState {
+        RoomState { last_seq: 0, epoch: seed.max(1) }
+    }
 }
 
 /// Allocates the offsets of many pushes with each room's state read once and written once
@@ -56,7 +63,11 @@ impl Offsets {
     pub fn next_seq(&mut self, txn: &mut Txn<'_>, room: &str, seed: u64) -> Result<u64, StorageError> {
         let state = match self.rooms.get_mut(room) {
             Some(state) => state,
-            None => self.rooms.entry(room.to_owned()).or_insert(open(txn, room, seed)?),
+            // Read only: `finish` stores it, new or not.
+            None => {
+                let state = state(txn, room)?.unwrap_or_else(|| RoomState::new(seed));
+                self.rooms.entry(room.to_owned()).or_insert(state)
+            }
         };
         state.last_seq += 1;
         Ok(state.last_seq)

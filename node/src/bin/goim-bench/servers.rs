@@ -117,6 +117,30 @@ pub struct Running {
 }
 
 impl Running {
+    /// Nothing started yet; `dir` (removed on drop) holds what will be.
+    fn new(system: System, publish_addr: SocketAddr, dir: Option<PathBuf>) -> Running {
+        Running {
+            system,
+            label: String::new(),
+            publish_addr,
+            sub_addrs: Vec::new(),
+            pids: Vec::new(),
+            http: Vec::new(),
+            children: Vec::new(),
+            specs: Vec::new(),
+            dir,
+        }
+    }
+
+    /// Starts `program` with its output in `log`, remembered so `restart` can repeat it.
+    fn start_child(&mut self, program: &Path, args: Vec<String>, log: PathBuf) -> anyhow::Result<()> {
+        let child = spawn(program, &args, &log)?;
+        self.pids.push(child.id());
+        self.children.push(child);
+        self.specs.push((program.to_path_buf(), args, log));
+        Ok(())
+    }
+
     /// `kill -9` of process `i` (start order), waited for.
     pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
         let child = self.children.get_mut(i).context("no such process")?;
@@ -244,17 +268,11 @@ impl ServerArgs {
     }
 
     fn external_goim(&self) -> Running {
-        Running {
-            system: System::Goim,
-            label: format!("goim (running, pids {:?})", self.server_pid),
-            publish_addr: self.goim_http.unwrap_or_else(|| loopback(3111)),
-            sub_addrs: self.goim_sub.clone(),
-            pids: self.server_pid.clone(),
-            http: Vec::new(),
-            children: Vec::new(),
-            specs: Vec::new(),
-            dir: None,
-        }
+        let mut running = Running::new(System::Goim, self.goim_http.unwrap_or_else(|| loopback(3111)), None);
+        running.label = format!("goim (running, pids {:?})", self.server_pid);
+        running.sub_addrs = self.goim_sub.clone();
+        running.pids = self.server_pid.clone();
+        running
     }
 
     /// Starts (or, with `--goim-http`, describes) the system a push run measures: goim's
@@ -297,17 +315,7 @@ impl ServerArgs {
         // The derived default leaves room for 1,024 HTTP connections; a bench needs 8.
         let max_connections =
             procfs::open_files_limit().unwrap_or(20_000).saturating_sub(GOIM_FD_RESERVE).max(1_000);
-        let mut running = Running {
-            system: System::Goim,
-            label: String::new(),
-            publish_addr: loopback(0),
-            sub_addrs: Vec::new(),
-            pids: Vec::new(),
-            http: Vec::new(),
-            children: Vec::new(),
-            specs: Vec::new(),
-            dir: Some(dir.clone()),
-        };
+        let mut running = Running::new(System::Goim, loopback(0), Some(dir.clone()));
         let voters = usize::try_from(self.voters).unwrap_or(1).min(roles.len());
         let mut ports = Ports::default();
         let mut addrs = Vec::new();
@@ -347,10 +355,7 @@ impl ServerArgs {
             }
             args.extend(self.goim_args.iter().cloned());
             let log = dir.join(format!("n{i}.log"));
-            let child = spawn(&bin, &args, &log)?;
-            running.pids.push(child.id());
-            running.children.push(child);
-            running.specs.push((bin.clone(), args.clone(), log.clone()));
+            running.start_child(&bin, args, log.clone())?;
             running.http.push(http);
             if i == 0 {
                 running.publish_addr = http;
@@ -398,28 +403,14 @@ impl ServerArgs {
             conf.display().to_string(),
         ];
         let log = dir.join("nats.log");
-        let child = spawn(&bin, &args, &log)?;
-        let version = Command::new(&bin)
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-        let running = Running {
-            system: System::Nats,
-            label: version.unwrap_or_else(|_| "nats-server".into()),
-            publish_addr: addr,
-            sub_addrs: vec![addr],
-            pids: vec![child.id()],
-            http: Vec::new(),
-            children: vec![child],
-            specs: Vec::new(),
-            dir: Some(dir),
-        };
+        let mut running = Running::new(System::Nats, addr, Some(dir));
+        running.start_child(&bin, args, log.clone())?;
+        running.label = nats_version(&bin);
+        running.sub_addrs = vec![addr];
         wait_nats(addr, &log).await?;
         Ok(running)
     }
-}
 
-impl ServerArgs {
     /// Three nats-server processes clustered with JetStream, and the file-stored stream
     /// replicated on all three (`jetstream::STREAM`) that a push run publishes to.
     async fn start_jetstream(&self) -> anyhow::Result<Running> {
@@ -432,17 +423,8 @@ impl ServerArgs {
             addrs.push((ports.tcp()?, ports.tcp()?));
         }
         drop(ports);
-        let mut running = Running {
-            system: System::Nats,
-            label: String::new(),
-            publish_addr: addrs[0].0,
-            sub_addrs: addrs.iter().map(|a| a.0).collect(),
-            pids: Vec::new(),
-            http: Vec::new(),
-            children: Vec::new(),
-            specs: Vec::new(),
-            dir: Some(dir.clone()),
-        };
+        let mut running = Running::new(System::Nats, addrs[0].0, Some(dir.clone()));
+        running.sub_addrs = addrs.iter().map(|a| a.0).collect();
         for (i, (client, route)) in addrs.iter().enumerate() {
             let routes: Vec<String> =
                 addrs.iter().filter(|a| a.1 != *route).map(|a| format!("\"nats://{}\"", a.1)).collect();
@@ -456,10 +438,11 @@ impl ServerArgs {
             );
             let conf_path = dir.join(format!("n{i}.conf"));
             std::fs::write(&conf_path, conf)?;
-            let log = dir.join(format!("n{i}.log"));
-            let child = spawn(&bin, &["-c".into(), conf_path.display().to_string()], &log)?;
-            running.pids.push(child.id());
-            running.children.push(child);
+            running.start_child(
+                &bin,
+                vec!["-c".into(), conf_path.display().to_string()],
+                dir.join(format!("n{i}.log")),
+            )?;
         }
         for (i, (client, _)) in addrs.iter().enumerate() {
             wait_nats(*client, &dir.join(format!("n{i}.log"))).await?;
@@ -473,11 +456,16 @@ impl ServerArgs {
                 log_tail(&dir.join("n0.log"))
             )
         })?;
-        let version = Command::new(&bin).arg("--version").output();
-        let version = version.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-        running.label =
-            format!("{} JetStream R{NODES} (file)", version.unwrap_or_else(|_| "nats-server".into()));
+        running.label = format!("{} JetStream R{NODES} (file)", nats_version(&bin));
         Ok(running)
+    }
+}
+
+/// What `nats-server --version` says, or its name.
+fn nats_version(bin: &Path) -> String {
+    match Command::new(bin).arg("--version").output() {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Err(_) => "nats-server".into(),
     }
 }
 

@@ -45,7 +45,7 @@ fn target(route: Route, p: &Params, limits: &TargetLimits) -> Result<PushTo, Api
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
-    let key = std::str::from_utf8(value.as_bytes()).unwrap_or_default();
+    let key = value.to_str().unwrap_or_default();
     Ok(Some(api::idempotency_key("Idempotency-Key", key)?.to_owned()))
 }
 

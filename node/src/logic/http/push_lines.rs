@@ -58,10 +58,11 @@ pub fn parse(body: &[u8], limits: &LineLimits) -> Result<Vec<Result<Message, Par
 }
 
 fn message(line: &[u8], limits: &LineLimits) -> Result<Message, ParamError> {
-    let line: Line = serde_json::from_slice(line).map_err(json_error)?;
-    let to = target(&line, &limits.targets)?;
-    let op = api::app_op("op", line.op.ok_or_else(|| ParamError("op: missing".into()))?)?;
-    let body = match (line.body, line.body_b64) {
+    let Line { to, room, keys, mids, op, body, body_b64, id } =
+        serde_json::from_slice(line).map_err(json_error)?;
+    let to = target(&to, Targets { room, keys, mids }, &limits.targets)?;
+    let op = api::app_op("op", op.ok_or_else(|| ParamError("op: missing".into()))?)?;
+    let body = match (body, body_b64) {
         (Some(_), Some(_)) => return Err(ParamError("body, body_b64: give one of them".into())),
         (Some(text), None) => text.into_bytes(),
         (None, Some(b64)) => base64::engine::general_purpose::STANDARD
@@ -70,25 +71,32 @@ fn message(line: &[u8], limits: &LineLimits) -> Result<Message, ParamError> {
         (None, None) => Vec::new(),
     };
     api::body_len("body", body.len(), limits.body)?;
-    let key = line.id.map(|id| api::idempotency_key("id", &id).map(str::to_owned)).transpose()?;
+    let key = id.map(|id| api::idempotency_key("id", &id).map(str::to_owned)).transpose()?;
     Ok(Message { to, op, body: body.into(), key })
 }
 
 /// The line's target; a target field the target does not use is an error (a mistake, not
 /// something to ignore).
-fn target(line: &Line, limits: &TargetLimits) -> Result<PushTo, ParamError> {
-    let (to, uses) = match line.to.as_str() {
-        "room" => (PushTo::Room(limits.room("room", line.room.clone().unwrap_or_default())?), "room"),
-        "keys" => (PushTo::Keys(limits.keys("keys", line.keys.clone().unwrap_or_default())?), "keys"),
-        "mids" => (PushTo::Mids(limits.mids("mids", line.mids.clone().unwrap_or_default())?), "mids"),
+fn target(to: &str, t: Targets, limits: &TargetLimits) -> Result<PushTo, ParamError> {
+    let given = [("room", t.room.is_some()), ("keys", t.keys.is_some()), ("mids", t.mids.is_some())];
+    let (target, uses) = match to {
+        "room" => (PushTo::Room(limits.room("room", t.room.unwrap_or_default())?), "room"),
+        "keys" => (PushTo::Keys(limits.keys("keys", t.keys.unwrap_or_default())?), "keys"),
+        "mids" => (PushTo::Mids(limits.mids("mids", t.mids.unwrap_or_default())?), "mids"),
         "all" => (PushTo::All, ""),
         other => return Err(ParamError(format!("to: {other:?} is none of room, keys, mids, all"))),
     };
-    let given = [("room", line.room.is_some()), ("keys", line.keys.is_some()), ("mids", line.mids.is_some())];
     match given.into_iter().find(|&(field, set)| set && field != uses) {
-        Some((field, _)) => Err(ParamError(format!("{field}: not used with \"to\":{:?}", line.to))),
-        None => Ok(to),
+        Some((field, _)) => Err(ParamError(format!("{field}: not used with \"to\":{to:?}"))),
+        None => Ok(target),
     }
+}
+
+/// A line's target fields, moved out of it.
+struct Targets {
+    room: Option<String>,
+    keys: Option<Vec<String>>,
+    mids: Option<Vec<i64>>,
 }
 
 /// serde_json's message without its position in the line, then the column (the line is

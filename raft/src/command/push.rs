@@ -34,22 +34,20 @@ pub struct Push {
     pub room_keep: u64,
 }
 
-/// Where pushes append: the push log and the rooms' offsets, each read once and stored
-/// once (`finish`) however many pushes go through, so a `PushBatch` does not re-read and
-/// re-write the log head and its rooms per push.
+/// Where pushes append: the push log, its head read once and stored once (`finish`)
+/// however many pushes go through. (Rooms and records are held in the txn until it
+/// commits.)
 pub(super) struct Appending {
     log: pushlog::Appender,
-    rooms: rooms::Offsets,
 }
 
 impl Appending {
     pub(super) fn open(txn: &Txn<'_>) -> Result<Appending, StorageError> {
-        Ok(Appending { log: pushlog::Appender::open(txn, 0)?, rooms: rooms::Offsets::default() })
+        Ok(Appending { log: pushlog::Appender::open(txn, 0)? })
     }
 
     pub(super) fn finish(self, txn: &mut Txn<'_>) -> Result<(), StorageError> {
-        self.log.finish(txn)?;
-        self.rooms.finish(txn)
+        self.log.finish(txn)
     }
 }
 
@@ -63,7 +61,7 @@ impl Push {
 
     /// Appends this push once: a request id already applied answers its first outcome.
     pub(super) fn pushed(&self, txn: &mut Txn<'_>, to: &mut Appending) -> Result<Pushed, StorageError> {
-        if let Some(o) = requests::get(txn, &self.id)? {
+        if let Some(o) = requests::seen(txn, &self.id)? {
             return Ok(Pushed { seq: o.seq, room_seq: o.room_seq });
         }
         let pushed = self.append(txn, to)?;
@@ -83,7 +81,7 @@ impl Push {
         };
         match &self.to {
             PushTo::Room(room) => {
-                let room_seq = to.rooms.next_seq(txn, room, self.ts_ms)?;
+                let room_seq = rooms::next_seq(txn, room, self.ts_ms)?;
                 let target = PushTarget::Room { room: room.clone(), room_seq };
                 let seq = to.log.append(txn, record(target))?;
                 rooms::index(txn, room, room_seq, seq, self.room_keep)?;

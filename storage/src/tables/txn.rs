@@ -1,10 +1,12 @@
 //! One apply batch: reads fall through an in-memory overlay of this batch's writes to the
 //! tree; `commit` writes the overlay as one atomic sled batch, after recording the keys'
-//! previous values for a snapshot build in progress (`snapshot::before_images`).
+//! previous values for a snapshot build in progress (`snapshot::before_images`). Push
+//! records, generated request ids and rooms are held typed until `commit` stores each kind
+//! as a few grouped values (`pushlog::seal`, `requests::seal`, `rooms::seal`).
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{prefix_end, Kv, RawPairs};
+use super::{prefix_end, pushlog, requests, rooms, Kv, RawPairs};
 use crate::snapshot::BeforeImages;
 use crate::StorageError;
 
@@ -17,11 +19,26 @@ pub struct Txn<'a> {
     pub log_index: u64,
     /// Set when a push record was appended (tails are woken after commit).
     pub pushed: bool,
+    /// Push records appended, stored as chunks at commit.
+    pub(super) unsealed: pushlog::Unsealed,
+    /// Generated request ids remembered, stored grouped at commit.
+    pub(super) ids: requests::Unsealed,
+    /// Rooms read or changed, stored at commit.
+    pub(super) rooms: rooms::Unsealed,
 }
 
 impl<'a> Txn<'a> {
     pub(crate) fn new(tree: &'a sled::Tree, images: Option<Arc<BeforeImages>>) -> Txn<'a> {
-        Txn { tree, overlay: BTreeMap::new(), images, log_index: 0, pushed: false }
+        Txn {
+            tree,
+            overlay: BTreeMap::new(),
+            images,
+            log_index: 0,
+            pushed: false,
+            unsealed: Default::default(),
+            ids: Default::default(),
+            rooms: Default::default(),
+        }
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -37,7 +54,10 @@ impl<'a> Txn<'a> {
         self.overlay.insert(key, None);
     }
 
-    pub(crate) fn commit(self) -> Result<(), StorageError> {
+    pub(crate) fn commit(mut self) -> Result<(), StorageError> {
+        pushlog::seal(&mut self)?;
+        requests::seal(&mut self)?;
+        rooms::seal(&mut self)?;
         if let Some(images) = &self.images {
             images.record(self.tree, self.overlay.keys().map(Vec::as_slice))?;
         }

@@ -128,7 +128,7 @@ settings! {
     /// Build a Raft snapshot every this many log entries.
     snapshot_every: u64 = 20_000, "GOIM_SNAPSHOT_EVERY";
     /// sled's page cache for the Raft log and state, in MiB (sled's own default is 1 GiB).
-    sled_cache_mb: u64 = 64, "GOIM_SLED_CACHE_MB";
+    sled_cache_mb: u64 = 32, "GOIM_SLED_CACHE_MB";
     /// Pending connections each client listener (TCP, WebSocket, HTTP) queues before the
     /// kernel drops new ones (capped by net.core.somaxconn).
     listen_backlog: u32 = crate::listen::DEFAULT_BACKLOG, "GOIM_LISTEN_BACKLOG";

@@ -56,7 +56,7 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { cache_bytes: 64 << 20 }
+        StorageConfig { cache_bytes: 32 << 20 }
     }
 }
 

@@ -176,7 +176,7 @@ async fn a_retried_push_applies_once_and_ids_expire() {
     let g = requests::generated_id(later, 7);
     sm.one(push_with_id(&g, room(), later)).await;
     assert!(requests::get(&sm.sm.view(), &g).unwrap().is_some());
-    let much_later = later + requests::REMEMBER_MS + 1;
+    let much_later = later + requests::REMEMBER_MS + requests::SLOT_MS;
     sm.one(Request::Batch(vec![push_with_id("w", room(), much_later)])).await;
     assert!(requests::get(&sm.sm.view(), &g).unwrap().is_none(), "forgotten");
 }
@@ -239,7 +239,7 @@ async fn a_batch_forgets_at_least_as_many_ids_as_it_remembers() {
         Request::Batch(vec![Request::PushBatch(PushBatch(pushes))])
     };
     sm.one(batch(1_000)).await;
-    sm.one(batch(1_000 + requests::REMEMBER_MS + 1)).await;
+    sm.one(batch(1_000 + requests::REMEMBER_MS + requests::SLOT_MS)).await;
     let view = sm.sm.view();
     let remembered = ids(1_000).filter(|id| requests::get(&view, id).unwrap().is_some()).count();
     assert_eq!(remembered, 0, "all 1,500 forgotten by the next batch of 1,500");

@@ -4,6 +4,8 @@
 //! Reads go through `Kv`, implemented by `Txn` (inside apply: sees its own writes) and by
 //! `StateView` (outside apply: the applied state). Each table module owns its prefix.
 pub mod comets;
+#[cfg(test)]
+mod layout_tests;
 pub mod offsets;
 pub mod pushlog;
 pub mod requests;

@@ -239,7 +239,8 @@ fn upgrade_format<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<(), Stor
 }
 
 /// Reads every key and value of every tree; decodes every log entry (checking its crc and
-/// that the log has no hole) and the Raft state the node starts from.
+/// that the log has no hole) and the Raft state the node starts from. State trees other
+/// than the current one (left by a crash mid-install) are skipped: opening drops them.
 fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageError> {
     let mut found = Found::default();
     let names = db.tree_names();
@@ -251,6 +252,9 @@ fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageEr
         ));
     }
     for name in names {
+        if is_state_tree(&name) && *name != *state {
+            continue;
+        }
         let tree_name = String::from_utf8_lossy(&name).into_owned();
         let tree = db.open_tree(&name)?;
         let ours = tree_name != "__sled__default";

@@ -330,6 +330,24 @@ async fn log_entry_crc_mismatch_is_an_error_never_data() {
     }
 }
 
+/// A state tree left by a crash mid-install is not the state: start-up neither reads nor
+/// judges it (here its `meta/applied` would not decode), and drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_state_tree_is_skipped_and_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    write(&dir, 1, 20, 1, 100, 1).await;
+    let (log, sm) = crate::open::<T>(&dir, Default::default()).await.unwrap();
+    let stale = log.db().open_tree("sm.9").unwrap();
+    stale.insert(crate::state_machine::APPLIED, &b"not a log id"[..]).unwrap();
+    log.db().flush().unwrap();
+    drop((stale, log, sm));
+    wait_closed(&dir);
+    let (log, sm) = crate::open::<T>(&dir, Default::default()).await.expect("opens");
+    assert!(!log.db().tree_names().iter().any(|n| n.as_ref() == b"sm.9"), "dropped");
+    assert!(sm.view().last_applied().unwrap().is_some(), "the current state is served");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_without_crc_are_upgraded_once() {
     let tmp = tempfile::tempdir().unwrap();

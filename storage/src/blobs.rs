@@ -1,5 +1,6 @@
-//! sled 0.34 writes an item bigger than a quarter of a segment (about 128 KiB: a large Raft
-//! entry, a big tree node) to a file of its own under `blobs/`, and never fsyncs that file
+//! sled 0.34 writes an item bigger than a quarter of a segment (about 512 KiB in a data dir
+//! created now, 128 KiB in older ones: `recovery::NEW_SEGMENT_SIZE`; a large Raft entry, a
+//! big tree node) to a file of its own under `blobs/`, and never fsyncs that file
 //! or the directory: its `flush` makes only the main log durable, which then points at a
 //! blob that a power cut could take away. So every log flush here also fsyncs the blob
 //! files it has not yet synced at their current size, and the directory when any were,

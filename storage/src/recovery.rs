@@ -77,8 +77,8 @@ pub(crate) fn open_checked<C: GoimTypes>(
             ),
         ));
     }
-    check_sled_files(&paths)?;
-    let db = guarded(&paths, "recovering", || open_sled(&paths, config))?;
+    let segment_size = check_sled_files(&paths)?;
+    let db = guarded(&paths, "recovering", || open_sled(&paths, config, segment_size))?;
     guarded(&paths, "upgrading the log format", || upgrade_format::<C>(&db, &paths))?;
     let found = guarded(&paths, "verifying", || verify::<C>(&db, &paths))?;
     let snapshots = SnapshotDir::open(data_dir)?;
@@ -112,10 +112,34 @@ pub(crate) fn open_checked<C: GoimTypes>(
     Ok((db, Durability::new(witness, written, current, blobs), snapshots))
 }
 
+/// sled's segment size for a new data dir. An item over a quarter of a segment is not kept
+/// in sled's log but written to a blob file of its own, created and fsynced apart
+/// (`blobs`): at sled's default 512 KiB that was every full Raft entry (the proposer cuts
+/// them at 256 KiB); at 2 MiB they stay inline.
+const NEW_SEGMENT_SIZE: usize = 2 << 20;
+
+/// The segment size sled's config file records (sled opens a db only with the size it was
+/// created with), or `NEW_SEGMENT_SIZE` for a new data dir.
+pub(crate) fn segment_size(paths: &Paths) -> Result<usize, StorageError> {
+    let conf = paths.sled_dir.join("conf");
+    match std::fs::read(&conf) {
+        Ok(bytes) => Ok(recorded_segment_size(&bytes).unwrap_or(NEW_SEGMENT_SIZE)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NEW_SEGMENT_SIZE),
+        Err(e) => Err(StorageError::io(&conf, e)),
+    }
+}
+
+/// `segment_size: N` from sled's config file (text lines, then a crc32).
+fn recorded_segment_size(conf: &[u8]) -> Option<usize> {
+    let text = String::from_utf8_lossy(conf.get(..conf.len().checked_sub(4)?)?).into_owned();
+    text.lines().find_map(|line| line.strip_prefix("segment_size:")?.trim().parse().ok())
+}
+
 /// sled checks the crc of its config file only to log a warning, and reports a damaged
 /// snapshot file without naming it: both are checked here first, the same way sled writes
-/// them (a crc32 at the end; a snapshot also has its length before the crc).
-fn check_sled_files(paths: &Paths) -> Result<(), StorageError> {
+/// them (a crc32 at the end; a snapshot also has its length before the crc). Answers the
+/// segment size to open sled with.
+fn check_sled_files(paths: &Paths) -> Result<usize, StorageError> {
     let conf = paths.sled_dir.join("conf");
     match std::fs::read(&conf) {
         Ok(bytes) if bytes.len() > 8 => check_trailing_crc(&conf, "sled's config", &bytes, 4)?,
@@ -123,9 +147,10 @@ fn check_sled_files(paths: &Paths) -> Result<(), StorageError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(StorageError::io(&conf, e)),
     }
+    let segment_size = segment_size(paths)?;
     let entries = match std::fs::read_dir(&paths.sled_dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(segment_size),
         Err(e) => return Err(StorageError::io(&paths.sled_dir, e)),
     };
     // sled reads the newest snapshot (by name) and ignores those still being written.
@@ -144,7 +169,7 @@ fn check_sled_files(paths: &Paths) -> Result<(), StorageError> {
         }
         check_trailing_crc(&snap, "sled's snapshot", &bytes, 12)?;
     }
-    Ok(())
+    Ok(segment_size)
 }
 
 /// The crc32 in the last 4 bytes covers everything but the last `tail` bytes.
@@ -157,10 +182,11 @@ fn check_trailing_crc(path: &Path, what: &str, bytes: &[u8], tail: usize) -> Res
     Ok(())
 }
 
-fn open_sled(paths: &Paths, config: StorageConfig) -> Result<sled::Db, StorageError> {
+fn open_sled(paths: &Paths, config: StorageConfig, segment_size: usize) -> Result<sled::Db, StorageError> {
     sled::Config::new()
         .path(&paths.sled_dir)
         .cache_capacity(config.cache_bytes)
+        .segment_size(segment_size)
         .mode(sled::Mode::HighThroughput)
         .open()
         .map_err(|e| sled_error(paths, "cannot recover", e))

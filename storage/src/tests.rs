@@ -81,7 +81,9 @@ pub(crate) fn entry(index: u64, term: u64, value: Vec<u8>) -> Entry<T> {
 pub(crate) fn wait_closed(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match sled::Config::new().path(Paths::new(dir).sled_dir).open() {
+        let paths = Paths::new(dir);
+        let segment_size = crate::recovery::segment_size(&paths).expect("sled's config");
+        match sled::Config::new().path(paths.sled_dir).segment_size(segment_size).open() {
             Ok(db) => return drop(db),
             Err(e) => assert!(Instant::now() < deadline, "sled still locked: {e}"),
         }
@@ -151,9 +153,9 @@ fn reopen(dir: &Path, written: &Dump) -> Outcome {
     }
 }
 
-/// A few MB of data: several sled segments (512 KiB each).
+/// About 8 MB of data: several sled segments (2 MiB each in a new data dir).
 const ENTRIES: u64 = 2_000;
-const VALUE: usize = 1_000;
+const VALUE: usize = 4_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipped_bytes_are_refused_or_harmless() {

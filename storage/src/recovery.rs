@@ -118,17 +118,6 @@ pub(crate) fn open_checked<C: GoimTypes>(
 /// them at 256 KiB); at 2 MiB they stay inline.
 const NEW_SEGMENT_SIZE: usize = 2 << 20;
 
-/// The segment size sled's config file records (sled opens a db only with the size it was
-/// created with), or `NEW_SEGMENT_SIZE` for a new data dir.
-pub(crate) fn segment_size(paths: &Paths) -> Result<usize, StorageError> {
-    let conf = paths.sled_dir.join("conf");
-    match std::fs::read(&conf) {
-        Ok(bytes) => Ok(recorded_segment_size(&bytes).unwrap_or(NEW_SEGMENT_SIZE)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NEW_SEGMENT_SIZE),
-        Err(e) => Err(StorageError::io(&conf, e)),
-    }
-}
-
 /// `segment_size: N` from sled's config file (text lines, then a crc32).
 fn recorded_segment_size(conf: &[u8]) -> Option<usize> {
     let text = String::from_utf8_lossy(conf.get(..conf.len().checked_sub(4)?)?).into_owned();
@@ -138,16 +127,20 @@ fn recorded_segment_size(conf: &[u8]) -> Option<usize> {
 /// sled checks the crc of its config file only to log a warning, and reports a damaged
 /// snapshot file without naming it: both are checked here first, the same way sled writes
 /// them (a crc32 at the end; a snapshot also has its length before the crc). Answers the
-/// segment size to open sled with.
-fn check_sled_files(paths: &Paths) -> Result<usize, StorageError> {
+/// segment size to open sled with: the one its config records (sled opens a db only with
+/// the size it was created with), or `NEW_SEGMENT_SIZE` for a new data dir.
+pub(crate) fn check_sled_files(paths: &Paths) -> Result<usize, StorageError> {
     let conf = paths.sled_dir.join("conf");
-    match std::fs::read(&conf) {
-        Ok(bytes) if bytes.len() > 8 => check_trailing_crc(&conf, "sled's config", &bytes, 4)?,
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let segment_size = match std::fs::read(&conf) {
+        Ok(bytes) => {
+            if bytes.len() > 8 {
+                check_trailing_crc(&conf, "sled's config", &bytes, 4)?;
+            }
+            recorded_segment_size(&bytes).unwrap_or(NEW_SEGMENT_SIZE)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => NEW_SEGMENT_SIZE,
         Err(e) => return Err(StorageError::io(&conf, e)),
-    }
-    let segment_size = segment_size(paths)?;
+    };
     let entries = match std::fs::read_dir(&paths.sled_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(segment_size),

@@ -82,7 +82,7 @@ pub(crate) fn wait_closed(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let paths = Paths::new(dir);
-        let segment_size = crate::recovery::segment_size(&paths).expect("sled's config");
+        let segment_size = crate::recovery::check_sled_files(&paths).expect("sled's files");
         match sled::Config::new().path(paths.sled_dir).segment_size(segment_size).open() {
             Ok(db) => return drop(db),
             Err(e) => assert!(Instant::now() < deadline, "sled still locked: {e}"),

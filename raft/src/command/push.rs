@@ -34,43 +34,31 @@ pub struct Push {
     pub room_keep: u64,
 }
 
-/// Where pushes append: the push log, its head read once and stored once (`finish`)
-/// however many pushes go through. (Rooms and records are held in the txn until it
-/// commits.)
-pub(super) struct Appending {
-    log: pushlog::Appender,
-}
-
-impl Appending {
-    pub(super) fn open(txn: &Txn<'_>) -> Result<Appending, StorageError> {
-        Ok(Appending { log: pushlog::Appender::open(txn, 0)? })
-    }
-
-    pub(super) fn finish(self, txn: &mut Txn<'_>) -> Result<(), StorageError> {
-        self.log.finish(txn)
-    }
-}
-
 impl Push {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
-        let mut to = Appending::open(txn)?;
-        let Pushed { seq, room_seq } = self.pushed(txn, &mut to)?;
-        to.finish(txn)?;
+        let mut log = pushlog::Appender::open(txn, 0)?;
+        let Pushed { seq, room_seq } = self.pushed(txn, &mut log)?;
+        log.finish(txn)?;
         Ok(Reply::Pushed { seq, room_seq })
     }
 
-    /// Appends this push once: a request id already applied answers its first outcome.
-    pub(super) fn pushed(&self, txn: &mut Txn<'_>, to: &mut Appending) -> Result<Pushed, StorageError> {
+    /// Appends this push once through `log` (its head stored by the caller's `finish`): a
+    /// request id already applied answers its first outcome.
+    pub(super) fn pushed(
+        &self,
+        txn: &mut Txn<'_>,
+        log: &mut pushlog::Appender,
+    ) -> Result<Pushed, StorageError> {
         if let Some(o) = requests::seen(txn, &self.id)? {
             return Ok(Pushed { seq: o.seq, room_seq: o.room_seq });
         }
-        let pushed = self.append(txn, to)?;
+        let pushed = self.append(txn, log)?;
         let Pushed { seq, room_seq } = pushed;
         requests::put(txn, &self.id, Outcome { seq, room_seq, ts_ms: self.ts_ms })?;
         Ok(pushed)
     }
 
-    fn append(&self, txn: &mut Txn<'_>, to: &mut Appending) -> Result<Pushed, StorageError> {
+    fn append(&self, txn: &mut Txn<'_>, log: &mut pushlog::Appender) -> Result<Pushed, StorageError> {
         let record = |target| PushRecord {
             partition: 0,
             seq: 0,
@@ -83,21 +71,21 @@ impl Push {
             PushTo::Room(room) => {
                 let room_seq = rooms::next_seq(txn, room, self.ts_ms)?;
                 let target = PushTarget::Room { room: room.clone(), room_seq };
-                let seq = to.log.append(txn, record(target))?;
+                let seq = log.append(txn, record(target))?;
                 rooms::index(txn, room, room_seq, seq, self.room_keep)?;
                 Ok(Pushed { seq, room_seq })
             }
             PushTo::All => {
-                let seq = to.log.append(txn, record(PushTarget::All))?;
+                let seq = log.append(txn, record(PushTarget::All))?;
                 Ok(Pushed { seq, room_seq: 0 })
             }
-            PushTo::Keys(keys) => self.push_keys(txn, to, keys.iter().cloned(), record),
+            PushTo::Keys(keys) => self.push_keys(txn, log, keys.iter().cloned(), record),
             PushTo::Mids(mids) => {
                 let mut keys = Vec::new();
                 for mid in mids {
                     keys.extend(sessions::keys_of_mid(txn, *mid)?);
                 }
-                self.push_keys(txn, to, keys.into_iter(), record)
+                self.push_keys(txn, log, keys.into_iter(), record)
             }
         }
     }
@@ -105,7 +93,7 @@ impl Push {
     fn push_keys(
         &self,
         txn: &mut Txn<'_>,
-        to: &mut Appending,
+        log: &mut pushlog::Appender,
         keys: impl Iterator<Item = String>,
         record: impl Fn(PushTarget) -> PushRecord,
     ) -> Result<Pushed, StorageError> {
@@ -118,9 +106,9 @@ impl Push {
                 }
             }
         }
-        let mut seq = to.log.last_seq();
+        let mut seq = log.last_seq();
         for (comet, keys) in by_comet {
-            seq = to.log.append(txn, record(PushTarget::Keys { comet, keys }))?;
+            seq = log.append(txn, record(PushTarget::Keys { comet, keys }))?;
         }
         Ok(Pushed { seq, room_seq: 0 })
     }

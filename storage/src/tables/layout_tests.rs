@@ -64,9 +64,7 @@ fn trim(txn: &mut Txn<'_>, model: &mut Model, rng: &mut Rng) {
 
 #[test]
 fn random_batches_windows_and_trims_read_back_as_the_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
-    let tree = db.open_tree("sm").unwrap();
+    let (_dir, tree) = super::test_tree();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut model = Model { first_seq: 1, ..Model::default() };
     for batch in 1..=120u64 {

@@ -62,6 +62,15 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; prefix.len() + 1]
 }
 
+/// A state tree in a fresh sled db under a temporary dir, for the tables' tests.
+#[cfg(test)]
+pub(crate) fn test_tree() -> (tempfile::TempDir, sled::Tree) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = sled::open(dir.path()).expect("sled");
+    let tree = db.open_tree("t").expect("tree");
+    (dir, tree)
+}
+
 /// `prefix` + `parts` joined by 0 bytes (strings never contain NUL in our keys).
 pub(crate) fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.to_vec();

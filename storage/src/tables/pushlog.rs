@@ -278,13 +278,6 @@ mod tests {
         }
     }
 
-    fn tree() -> (tempfile::TempDir, sled::Tree) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("t").unwrap();
-        (dir, tree)
-    }
-
     fn append_batch(tree: &sled::Tree, bodies: &[&str]) {
         let mut txn = Txn::new(tree, None);
         let mut log = Appender::open(&txn, 0).unwrap();
@@ -302,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_one_chunk_and_reads_cross_chunks() {
-        let (_dir, tree) = tree();
+        let (_dir, tree) = crate::tables::test_tree();
         append_batch(&tree, &["a", "b", "c"]);
         append_batch(&tree, &["d"]);
         append_batch(&tree, &["e", "f"]);
@@ -319,7 +312,7 @@ mod tests {
 
     #[test]
     fn big_batches_are_cut_into_bounded_chunks() {
-        let (_dir, tree) = tree();
+        let (_dir, tree) = crate::tables::test_tree();
         let body = "x".repeat(1000);
         let bodies: Vec<&str> = std::iter::repeat_n(body.as_str(), 120).collect();
         append_batch(&tree, &bodies);
@@ -331,7 +324,7 @@ mod tests {
 
     #[test]
     fn trim_cuts_inside_a_chunk_exactly() {
-        let (_dir, tree) = tree();
+        let (_dir, tree) = crate::tables::test_tree();
         append_batch(&tree, &["a", "b", "c"]);
         append_batch(&tree, &["d", "e"]);
         let mut txn = Txn::new(&tree, None);
@@ -346,7 +339,7 @@ mod tests {
 
     #[test]
     fn trim_sees_records_appended_in_the_same_batch() {
-        let (_dir, tree) = tree();
+        let (_dir, tree) = crate::tables::test_tree();
         let mut txn = Txn::new(&tree, None);
         let mut log = Appender::open(&txn, 0).unwrap();
         log.append(&mut txn, record(1, "a")).unwrap();
@@ -361,7 +354,7 @@ mod tests {
 
     #[test]
     fn records_of_the_one_key_per_record_layout_are_read_and_trimmed_beside_chunks() {
-        let (_dir, tree) = tree();
+        let (_dir, tree) = crate::tables::test_tree();
         for seq in 1..=3 {
             let mut r = record(seq, "old");
             r.seq = seq;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::{key, Kv, Txn};
+use super::{key, prefix_end, Kv, Txn};
 use crate::StorageError;
 
 const OUTCOME: &[u8] = b"req/";
@@ -50,6 +50,9 @@ type Group = Vec<(Generated, Outcome)>;
 pub(crate) struct Unsealed {
     new: BTreeMap<u64, BTreeMap<Generated, Outcome>>,
     read: HashMap<u64, HashMap<Generated, Outcome>>,
+    /// Whether generated ids of the one-key-per-id layout are stored, once looked up: so a
+    /// data dir without any costs one lookup per batch, not one per push.
+    legacy: Option<bool>,
 }
 
 /// A request id for a push without a client key: time-ordered, unique.
@@ -131,7 +134,21 @@ pub fn seen(txn: &mut Txn<'_>, id: &str) -> Result<Option<Outcome>, StorageError
     if let Some(o) = txn.ids.read.get(&s).and_then(|ids| ids.get(&g)) {
         return Ok(Some(*o));
     }
+    if !has_legacy(txn)? {
+        return Ok(None);
+    }
     txn.get(&outcome_key(id))
+}
+
+/// Whether any generated id is stored one key per id (a data dir of an earlier version).
+fn has_legacy(txn: &mut Txn<'_>) -> Result<bool, StorageError> {
+    if let Some(known) = txn.ids.legacy {
+        return Ok(known);
+    }
+    let start = outcome_key(GENERATED_PREFIX);
+    let found = !txn.range_raw(&start, &prefix_end(&start), 1)?.is_empty();
+    txn.ids.legacy = Some(found);
+    Ok(found)
 }
 
 pub fn put(txn: &mut Txn<'_>, id: &str, outcome: Outcome) -> Result<(), StorageError> {
@@ -147,13 +164,11 @@ pub fn put(txn: &mut Txn<'_>, id: &str, outcome: Outcome) -> Result<(), StorageE
 /// Stores the generated ids the batch remembered, one value per slot.
 pub(crate) fn seal(txn: &mut Txn<'_>) -> Result<(), StorageError> {
     let new = std::mem::take(&mut txn.ids.new);
-    txn.ids.read.clear();
+    txn.ids = Unsealed::default();
     for (slot, ids) in new {
-        let key = group_key(slot, txn.log_index);
-        // Only unit tests commit two batches under one log index; merge rather than lose.
-        let mut group: Group = txn.get(&key)?.unwrap_or_default();
-        group.extend(ids);
-        txn.put(key, &group)?;
+        // A batch commits once, under its last entry's index: its own key in the slot.
+        let group: Group = ids.into_iter().collect();
+        txn.put(group_key(slot, txn.log_index), &group)?;
     }
     Ok(())
 }
@@ -169,10 +184,12 @@ pub fn expire(txn: &mut Txn<'_>, now_ms: u64, written: usize) -> Result<(), Stor
     for (k, _) in txn.range_raw(GENERATED, &group_prefix(slot(cutoff)), at_most)? {
         txn.delete(k);
     }
-    let start = outcome_key(GENERATED_PREFIX);
-    let end = outcome_key(&format!("{GENERATED_PREFIX}{cutoff:016x}"));
-    for (k, _) in txn.range_raw(&start, &end, at_most)? {
-        txn.delete(k);
+    if has_legacy(txn)? {
+        let start = outcome_key(GENERATED_PREFIX);
+        let end = outcome_key(&format!("{GENERATED_PREFIX}{cutoff:016x}"));
+        for (k, _) in txn.range_raw(&start, &end, at_most)? {
+            txn.delete(k);
+        }
     }
     let end = key(BY_TIME, &[&cutoff.to_be_bytes()]);
     for (k, _) in txn.range_raw(BY_TIME, &end, at_most)? {
@@ -205,9 +222,7 @@ mod tests {
 
     #[test]
     fn a_batch_of_generated_ids_is_one_value_per_slot_and_each_is_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let (_dir, tree) = crate::tables::test_tree();
         let mut txn = Txn::new(&tree, None);
         txn.log_index = 1;
         // Milliseconds 10..=14 share a slot, 25 has its own; the same random part in two
@@ -242,9 +257,7 @@ mod tests {
 
     #[test]
     fn generated_ids_of_the_one_key_per_id_layout_are_read_and_expired() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let (_dir, tree) = crate::tables::test_tree();
         let id = generated_id(10, 1);
         tree.insert(outcome_key(&id), goim_types::serial::encode(&outcome(1)).unwrap()).unwrap();
         let mut txn = Txn::new(&tree, None);

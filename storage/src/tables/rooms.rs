@@ -159,49 +159,48 @@ pub fn index(txn: &mut Txn<'_>, room: &str, room_seq: u64, seq: u64, keep: u64) 
     let c = cached(txn, room, 0)?;
     c.dirty = true;
     let r = &mut c.room;
-    if r.tail.is_empty() || r.tail_first + r.tail.len() as u64 != room_seq {
-        let full = std::mem::take(&mut r.tail);
-        let first = std::mem::replace(&mut r.tail_first, room_seq);
-        put_chunk(txn, room, first, full)?;
-    }
-    let c = cached(txn, room, 0)?;
-    let r = &mut c.room;
+    // A tail holds consecutive offsets: one that does not follow it starts a new tail.
+    let broken = if r.tail_first + r.tail.len() as u64 == room_seq { None } else { r.take_tail(room_seq) };
     r.tail.push(seq);
     if keep > 0 && room_seq >= keep {
         r.floor = r.floor.max(room_seq + 1 - keep);
     }
-    if r.tail.len() >= TAIL_MAX {
-        let full = std::mem::take(&mut r.tail);
-        let first = std::mem::replace(&mut r.tail_first, room_seq + 1);
-        put_chunk(txn, room, first, full)?;
-        drop_below_floor(txn, room)?;
+    let full = if r.tail.len() >= TAIL_MAX { r.take_tail(room_seq + 1) } else { None };
+    let floor = r.floor;
+    for chunk in broken.iter().chain(&full) {
+        txn.put(offset_key(HISTORY, room, chunk.last()), chunk)?;
+    }
+    if full.is_some() {
+        drop_below(txn, room, floor)?;
     }
     Ok(())
 }
 
-fn put_chunk(txn: &mut Txn<'_>, room: &str, first: u64, seqs: Vec<u64>) -> Result<(), StorageError> {
-    if seqs.is_empty() {
-        return Ok(());
+impl Room {
+    /// The tail as a chunk (none if empty); the next tail starts at offset `next`.
+    fn take_tail(&mut self, next: u64) -> Option<Chunk> {
+        let first = std::mem::replace(&mut self.tail_first, next);
+        let seqs = std::mem::take(&mut self.tail);
+        (!seqs.is_empty()).then_some(Chunk { first, seqs })
     }
-    let chunk = Chunk { first, seqs };
-    txn.put(offset_key(HISTORY, room, chunk.last()), &chunk)
 }
 
 /// History no longer serves offsets up to `room_seq` (their records left the push log).
 pub(crate) fn forget_through(txn: &mut Txn<'_>, room: &str, room_seq: u64) -> Result<(), StorageError> {
-    if !txn.rooms.contains_key(room) && load(txn, room)?.is_none() {
-        return Ok(());
+    if !txn.rooms.contains_key(room) {
+        let Some(found) = load(txn, room)? else { return Ok(()) };
+        txn.rooms.insert(room.to_owned(), found);
     }
     let c = cached(txn, room, 0)?;
     c.room.floor = c.room.floor.max(room_seq + 1);
     c.dirty = true;
-    drop_below_floor(txn, room)
+    let floor = c.room.floor;
+    drop_below(txn, room, floor)
 }
 
-/// Deletes the room's chunks and legacy index keys wholly below its floor (the chunk the
+/// Deletes the room's chunks and legacy index keys wholly below `floor` (the chunk the
 /// floor falls in stays; reads skip its older entries).
-fn drop_below_floor(txn: &mut Txn<'_>, room: &str) -> Result<(), StorageError> {
-    let floor = cached(txn, room, 0)?.room.floor;
+fn drop_below(txn: &mut Txn<'_>, room: &str, floor: u64) -> Result<(), StorageError> {
     if floor == 0 {
         return Ok(());
     }
@@ -293,13 +292,6 @@ mod tests {
     use super::*;
     use goim_types::rpc::PushTarget;
 
-    fn tree() -> (tempfile::TempDir, sled::Tree) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("t").unwrap();
-        (dir, tree)
-    }
-
     /// `n` pushes to `room` in one apply batch.
     fn push(tree: &sled::Tree, room: &str, n: usize, keep: u64) {
         let mut txn = Txn::new(tree, None);
@@ -329,7 +321,7 @@ mod tests {
 
     #[test]
     fn history_reads_chunks_and_the_tail_and_a_batch_writes_a_room_once() {
-        let (_dir, tree) = tree();
+        let (_dir, tree) = crate::tables::test_tree();
         push(&tree, "r", 150, 0);
         push(&tree, "s", 1, 0);
         push(&tree, "r", 3, 0);
@@ -352,7 +344,7 @@ mod tests {
 
     #[test]
     fn the_window_keeps_exactly_keep_and_drops_whole_chunks_behind_it() {
-        let (_dir, tree) = tree();
+        let (_dir, tree) = crate::tables::test_tree();
         for _ in 0..10 {
             push(&tree, "r", 50, 100);
         }
@@ -363,7 +355,7 @@ mod tests {
 
     #[test]
     fn rooms_and_history_of_the_legacy_layout_are_read_and_replaced() {
-        let (_dir, tree) = tree();
+        let (_dir, tree) = crate::tables::test_tree();
         let old = RoomState { last_seq: 2, epoch: 9 };
         tree.insert(legacy_state_key("r"), goim_types::serial::encode(&old).unwrap()).unwrap();
         let mut txn = Txn::new(&tree, None);

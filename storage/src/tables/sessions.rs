@@ -111,9 +111,7 @@ mod tests {
 
     #[test]
     fn in_room_lists_the_room_and_says_when_the_scan_stopped_short() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let (_dir, tree) = crate::tables::test_tree();
         let mut txn = Txn::new(&tree, None);
         put(&mut txn, &session("a", 1, "live://1")).unwrap();
         put(&mut txn, &session("b", 2, "live://2")).unwrap();

@@ -6,7 +6,8 @@
 //! connection to each peer. When the connection to the current leader ends, the leader's
 //! process is gone: the follower waits out the others' lease on that leader (openraft
 //! refuses votes until it expires), staggered by its rank so the followers do not split
-//! the vote, and then starts an election at once instead of after its election timeout.
+//! the vote, and then starts an election at once instead of after its election timeout
+//! (and again a few ms later while the others still refuse: their lease may end later).
 //! Only an end *after* the greeting counts, so a port taken by something else, or a slow,
 //! partitioned or restarting peer, never deposes a leader: those fall back to the timers.
 use std::collections::BTreeMap;
@@ -29,8 +30,14 @@ use crate::types::Raft;
 const HELLO: &[u8; 12] = b"goim-alive/1";
 /// Connections the listener holds at once (peers need one each; the rest is abuse).
 const MAX_CONNECTIONS: usize = 64;
-/// Margin past the lease: the other followers heard from the leader a little later.
-const LEASE_MARGIN: Duration = Duration::from_millis(30);
+/// Margin past the lease before the first try: the other followers heard from the leader
+/// a little later, so their lease may still have a few ms to run.
+const LEASE_MARGIN: Duration = Duration::from_millis(5);
+/// A refused try is followed by another after this times the number of tries so far (5,
+/// 15, 35, 65 … ms past the lease), so a slow vote round still gets time to finish.
+const RETRY_STEP: Duration = Duration::from_millis(10);
+/// Tries before the election timers are left to decide.
+const TRIES: u32 = 6;
 /// Wait between attempts to reach a peer that is down or not yet greeting.
 const RETRY: Duration = Duration::from_millis(200);
 
@@ -201,7 +208,8 @@ async fn greeted_by(stream: &mut TcpStream, peer: u64) -> bool {
 }
 
 /// Node `dead`'s process is gone. If it was our leader, elect as soon as the other
-/// followers will vote: past their lease on it, this node's rank among the rest later.
+/// followers will vote: just past their lease on it (this node's rank among the rest
+/// later), and again while no leader has come up, in case their lease ran a little longer.
 async fn on_death(raft: &Raft, node_id: u64, dead: u64, heard: &LastHeard, timing: Timing) {
     let leader_was = |raft: &Raft| {
         let m = raft.metrics();
@@ -219,14 +227,30 @@ async fn on_death(raft: &Raft, node_id: u64, dead: u64, heard: &LastHeard, timin
         others.iter().position(|id| *id == node_id)
     };
     let Some(rank) = rank else { return };
-    let at = (heard.at() + timing.lease + LEASE_MARGIN).max(Instant::now()) + timing.stagger * rank as u32;
+    let mut at =
+        (heard.at() + timing.lease + LEASE_MARGIN).max(Instant::now()) + timing.stagger * rank as u32;
     tokio::time::sleep_until(at).await;
     if !leader_was(raft) {
         return;
     }
     info!(dead, rank, "leader's process is gone: starting an election");
-    metrics::counter!("goim_liveness_elections_total").increment(1);
-    if let Err(e) = raft.trigger().elect().await {
-        warn!(error = %e, "could not start an election");
+    for tries in 1..=TRIES {
+        metrics::counter!("goim_liveness_elections_total").increment(1);
+        if let Err(e) = raft.trigger().elect().await {
+            warn!(error = %e, "could not start an election");
+            return;
+        }
+        at += RETRY_STEP * tries;
+        tokio::time::sleep_until(at).await;
+        if !leaderless(raft, dead) {
+            return;
+        }
     }
+}
+
+/// True while no live leader is known: none, or still the dead one.
+fn leaderless(raft: &Raft, dead: u64) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow();
+    m.current_leader.is_none() || m.current_leader == Some(dead)
 }

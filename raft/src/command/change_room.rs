@@ -20,9 +20,9 @@ pub struct ChangeRoom {
 impl ChangeRoom {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
         match sessions::get(txn, &self.key)? {
-            Some(mut s) if s.conn == self.conn && s.comet == self.comet => {
-                s.room = self.room.clone();
-                sessions::put(txn, &s)?;
+            Some(old) if old.conn == self.conn && old.comet == self.comet => {
+                let s = sessions::Session { room: self.room.clone(), ..old.clone() };
+                sessions::put(txn, &s, Some(&old))?;
                 super::connect::joined(txn, &self.room, self.ts_ms)
             }
             _ => Ok(Reply::Refused(format!("no session for key {}", self.key))),

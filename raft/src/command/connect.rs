@@ -24,7 +24,8 @@ pub struct Connect {
 impl Connect {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
         let s = &self.session;
-        if let Some(old) = sessions::get(txn, &s.key)? {
+        let old = sessions::get(txn, &s.key)?;
+        if let Some(old) = &old {
             if old.mid != s.mid {
                 return Ok(Reply::Refused(format!("{KEY_HELD}: choose another key")));
             }
@@ -35,14 +36,18 @@ impl Connect {
                         partition: 0,
                         seq: 0,
                         ts_ms: s.connected_ms,
-                        target: PushTarget::Kick { comet: old.comet, key: old.key, conn: old.conn },
+                        target: PushTarget::Kick {
+                            comet: old.comet.clone(),
+                            key: old.key.clone(),
+                            conn: old.conn,
+                        },
                         op: 0,
                         body: Default::default(),
                     },
                 )?;
             }
         }
-        sessions::put(txn, s)?;
+        sessions::put(txn, s, old.as_ref())?;
         joined(txn, &s.room, s.connected_ms)
     }
 }

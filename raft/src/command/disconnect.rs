@@ -17,7 +17,7 @@ impl Disconnect {
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
         if let Some(s) = sessions::get(txn, &self.key)? {
             if s.conn == self.conn && s.comet == self.comet {
-                sessions::remove(txn, &self.key)?;
+                sessions::remove(txn, &s);
             }
         }
         Ok(Reply::Done)

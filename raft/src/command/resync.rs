@@ -39,6 +39,7 @@ impl Resync {
                         ip: live.ip.clone(),
                         connected_ms: self.now_ms,
                     },
+                    None,
                 )?,
             }
         }

@@ -32,9 +32,10 @@ impl Tick {
                 comets::remove(txn, &comet.info.id);
                 continue;
             }
-            for key in sessions::keys_of_comet(txn, &comet.info.id)? {
-                sessions::remove(txn, &key)?;
+            for s in sessions::of_comet(txn, &comet.info.id)? {
+                sessions::remove(txn, &s);
             }
+            sessions::drop_legacy_comet_index(txn, &comet.info.id)?;
             comet.expired = true;
             comet.rooms.clear();
             comet.conn_count = 0;

@@ -166,15 +166,29 @@ impl<C: GoimTypes> LogStore<C> {
     }
 
     /// Deletes every log key in `range` (one atomic batch).
-    fn remove_range(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageError> {
+    /// Removes the stored entries with index `from..=to`, by key: a purge would otherwise
+    /// read (and page in) every entry it drops. The log is contiguous, so only the part of
+    /// the span between the first and the last stored entry is walked.
+    fn remove_indexes(&self, from: u64, to: u64) -> Result<(), StorageError> {
+        let (Some(first), Some(last)) = (self.log.iter().keys().next(), self.log.iter().keys().next_back())
+        else {
+            return Ok(());
+        };
+        let (first, last) = (index_of(&first?)?, index_of(&last?)?);
         let mut batch = sled::Batch::default();
-        for kv in self.log.range(range) {
-            let (k, _) = kv?;
-            batch.remove(k);
+        for index in from.max(first)..=to.min(last) {
+            batch.remove(&index.to_be_bytes());
         }
         self.log.apply_batch(batch)?;
         Ok(())
     }
+}
+
+/// The index a `log` key names.
+fn index_of(key: &[u8]) -> Result<u64, StorageError> {
+    let bytes: [u8; 8] =
+        key.try_into().map_err(|_| StorageError::Corrupt(format!("log key of {} bytes", key.len())))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn bound(b: Bound<&u64>) -> Bound<[u8; 8]> {
@@ -258,12 +272,12 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
         };
         let purged: Option<LogId<u64>> = self.read_meta(PURGED).map_err(write_logs)?;
         self.durability.truncating(before.or(purged)).await.map_err(write_logs)?;
-        self.remove_range(log_id.index.to_be_bytes()..).map_err(write_logs)
+        self.remove_indexes(log_id.index, u64::MAX).map_err(write_logs)
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
         self.write_meta(PURGED, &log_id).map_err(write_logs)?;
         self.durability.purged(log_id);
-        self.remove_range(..=log_id.index.to_be_bytes()).map_err(write_logs)
+        self.remove_indexes(0, log_id.index).map_err(write_logs)
     }
 }

@@ -3,9 +3,11 @@
 //! held in memory whole; installed from such a file into a fresh state tree switched to in
 //! one step (`StateTrees`). The newest snapshot file survives restarts and is what is sent
 //! to followers that fell behind the purged log.
+mod background;
 mod before_images;
 mod files;
 mod format;
+mod paced;
 
 pub(crate) use before_images::{BeforeImages, Recorder, Recording};
 pub(crate) use files::SnapshotDir;
@@ -26,7 +28,7 @@ use crate::state_machine::{Applied, APPLIED, MEMBERSHIP};
 use crate::state_tree::StateTrees;
 use crate::{GoimTypes, StorageError};
 
-/// What a build needs, handed to a blocking thread: the tree as it is being recorded, and
+/// What a build needs, handed to its thread (`background`): the tree as it is being recorded, and
 /// the gate that keeps an install from replacing the tree meanwhile.
 struct Build {
     tree: sled::Tree,
@@ -50,11 +52,11 @@ impl Build {
 
     fn write_to(&self, tmp: &Path, meta: &[u8]) -> Result<(), StorageError> {
         let io = |e| StorageError::io(tmp, e);
-        let file = File::create(tmp).map_err(io)?;
+        let file = paced::PacedFile::new(File::create(tmp).map_err(io)?);
         let mut writer = format::Writer::new(BufWriter::new(file), meta).map_err(io)?;
         self.recorder.scan(&self.tree, |k, v| writer.pair(k, v).map_err(io))?;
         let file = writer.finish().map_err(io)?.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)
+        file.into_file().sync_all().map_err(io)
     }
 }
 
@@ -95,10 +97,7 @@ impl<C: GoimTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
             .take()
             .ok_or_else(|| snapshot_io(StorageError::Corrupt("snapshot already built".into())))?;
         let encoded = serial::encode(&meta).map_err(snapshot_io)?;
-        let file = tokio::task::spawn_blocking(move || build.write(&encoded))
-            .await
-            .map_err(|e| snapshot_io(StorageError::Corrupt(format!("snapshot build: {e}"))))?
-            .map_err(snapshot_io)?;
+        let file = background::run(move || build.write(&encoded)).await.map_err(snapshot_io)?;
         metrics::histogram!("goim_storage_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }

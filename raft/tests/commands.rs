@@ -354,6 +354,13 @@ async fn renewals_sum_rooms_and_tick_expires_dead_comets_with_their_sessions() {
     let later = 1_500 + goim_raft::command::FORGET_AFTER_MS + 1_000;
     sm.one(Request::Tick(Tick { now_ms: later })).await;
     assert!(comets::get(&view, "c2").unwrap().is_some_and(|c| c.expired), "c2 expired first");
+    assert!(comets::get(&view, "c1").unwrap().is_some_and(|c| c.expired), "c1 at the same tick");
+    for key in ["a", "b", "moved"] {
+        assert!(
+            sessions::get(&view, key).unwrap().is_none(),
+            "{key}: both comets' sessions went at one tick"
+        );
+    }
     sm.one(Request::Tick(Tick { now_ms: later + goim_raft::command::FORGET_AFTER_MS + 1 })).await;
     assert!(comets::get(&view, "c2").unwrap().is_none(), "then forgotten");
 }

@@ -3,6 +3,8 @@
 //! expired; after `FORGET_AFTER_MS` more it leaves the registry. Until then jobs still push
 //! to it if it answers, so a comet whose renewals were merely late (a long election) misses
 //! nothing. Time enters the state machine only through this command.
+use std::collections::BTreeSet;
+
 use goim_storage::tables::{comets, sessions, Txn};
 use goim_storage::StorageError;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,7 @@ impl Tick {
     }
 
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
+        let mut expiring = Vec::new();
         for mut comet in comets::list(txn)? {
             if !Tick::is_due(&comet, self.now_ms) {
                 continue;
@@ -32,15 +35,20 @@ impl Tick {
                 comets::remove(txn, &comet.info.id);
                 continue;
             }
-            for s in sessions::of_comet(txn, &comet.info.id)? {
-                sessions::remove(txn, &s);
-            }
             sessions::drop_legacy_comet_index(txn, &comet.info.id)?;
             comet.expired = true;
             comet.rooms.clear();
             comet.conn_count = 0;
             comet.ip_count = 0;
             comets::put(txn, &comet)?;
+            expiring.push(comet.info.id);
+        }
+        if !expiring.is_empty() {
+            // One read of the session table for every comet expiring at this tick.
+            let ids: BTreeSet<&str> = expiring.iter().map(String::as_str).collect();
+            for s in sessions::of_comets(txn, &ids)? {
+                sessions::remove(txn, &s);
+            }
         }
         Ok(Reply::Done)
     }

@@ -2,11 +2,12 @@
 //! (push to mids); `in_room` lists a small room's members (the web demo's roster).
 //!
 //! There is no comet index: a comet's sessions are wanted only when the comet expires
-//! (rare, and then most of them are written anyway), so `keys_of_comet` reads the table.
+//! (rare, and then most of them are written anyway), so `of_comets` reads the table.
 //! A session costs two sled keys (its record and its mid index entry), which is what an
 //! auth storm writes. Data dirs written before kept a third, `scom/<comet>\0<key>`; those
-//! are dropped with their comet (`keys_of_comet`'s caller, the expiry, calls
-//! `drop_legacy_comet_index`).
+//! are dropped with their comet (the expiry calls `drop_legacy_comet_index`).
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::{key, prefix_end, Kv, Txn};
@@ -77,8 +78,9 @@ pub fn keys_of_mid(kv: &impl Kv, mid: i64) -> Result<Vec<String>, StorageError> 
     Ok(kv.scan::<()>(&prefix)?.iter().map(|(k, _)| suffix_after(&prefix, k)).collect())
 }
 
-/// The sessions held by `comet`, read from the whole table a page at a time.
-pub fn of_comet(txn: &Txn<'_>, comet: &str) -> Result<Vec<Session>, StorageError> {
+/// The sessions held by any of `comets`, read from the whole table (once, however many
+/// comets) a page at a time.
+pub fn of_comets(txn: &Txn<'_>, comets: &BTreeSet<&str>) -> Result<Vec<Session>, StorageError> {
     let end = prefix_end(SESSION);
     let mut from = SESSION.to_vec();
     let mut found = Vec::new();
@@ -86,7 +88,7 @@ pub fn of_comet(txn: &Txn<'_>, comet: &str) -> Result<Vec<Session>, StorageError
         let rows = txn.range_raw(&from, &end, SCAN_PAGE)?;
         for (_, v) in &rows {
             let s: Session = goim_types::serial::decode(v)?;
-            if s.comet == comet {
+            if comets.contains(s.comet.as_str()) {
                 found.push(s);
             }
         }
@@ -166,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn of_comet_reads_the_whole_table_page_by_page_with_the_batch_writes() {
+    fn of_comets_reads_the_whole_table_page_by_page_with_the_batch_writes() {
         let (_dir, tree) = crate::tables::test_tree();
         let mut txn = Txn::new(&tree, None);
         let total = SCAN_PAGE * 2 + 7;
@@ -177,15 +179,17 @@ mod tests {
         txn.commit().unwrap();
         let mut txn = Txn::new(&tree, None);
         let c1 = (0..total).filter(|i| i % 3 == 0).count();
-        assert_eq!(of_comet(&txn, "c1").unwrap().len(), c1);
+        let only = |c: &'static str| BTreeSet::from([c]);
+        assert_eq!(of_comets(&txn, &only("c1")).unwrap().len(), c1);
+        assert_eq!(of_comets(&txn, &BTreeSet::from(["c1", "c2"])).unwrap().len(), total);
         // This batch's own writes count: one c1 session gone, one added.
         let gone = get(&txn, "k00000").unwrap().unwrap();
         remove(&mut txn, &gone);
         put(&mut txn, &on_comet("new", 1, "", "c1"), None).unwrap();
-        let keys: Vec<String> = of_comet(&txn, "c1").unwrap().into_iter().map(|s| s.key).collect();
+        let keys: Vec<String> = of_comets(&txn, &only("c1")).unwrap().into_iter().map(|s| s.key).collect();
         assert_eq!(keys.len(), c1);
         assert!(keys.contains(&"new".to_string()) && !keys.contains(&"k00000".to_string()));
-        assert_eq!(of_comet(&txn, "c3").unwrap(), vec![]);
+        assert_eq!(of_comets(&txn, &only("c3")).unwrap(), vec![]);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use goim_types::serial;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -27,6 +29,8 @@ pub(crate) const FORMAT: &[u8] = b"log_format";
 /// Entries are `bincode(entry) ++ crc32(key ++ bincode(entry))`, the crc little-endian.
 pub(crate) const FORMAT_CRC: u32 = 2;
 const CRC_LEN: usize = 4;
+/// Entries per sled batch when a purge removes them.
+const PURGE_STEP: u64 = 16;
 
 /// The stored value of `entry`: its encoding followed by the crc of key and encoding.
 pub(crate) fn encode_entry<C: GoimTypes>(entry: &Entry<C>) -> Result<Vec<u8>, StorageError> {
@@ -80,6 +84,9 @@ pub struct LogStore<C: GoimTypes> {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Entries below this index are purged: never read again, though a purge still
+    /// removing them in the background (`purge`) may not have got to all of them yet.
+    purged_below: Arc<AtomicU64>,
     flusher: Flusher<C>,
     durability: Durability,
     _types: PhantomData<C>,
@@ -91,6 +98,7 @@ impl<C: GoimTypes> Clone for LogStore<C> {
             db: self.db.clone(),
             log: self.log.clone(),
             meta: self.meta.clone(),
+            purged_below: self.purged_below.clone(),
             flusher: self.flusher.clone(),
             durability: self.durability.clone(),
             _types: PhantomData,
@@ -100,10 +108,22 @@ impl<C: GoimTypes> Clone for LogStore<C> {
 
 impl<C: GoimTypes> LogStore<C> {
     pub(crate) fn open(db: &sled::Db, durability: Durability) -> Result<LogStore<C>, StorageError> {
+        let log = db.open_tree(LOG_TREE)?;
+        let meta = db.open_tree(META_TREE)?;
+        let purged = match meta.get(PURGED)? {
+            Some(v) => Some(serial::decode::<LogId<u64>>(&v)?.index),
+            None => None,
+        };
+        if let Some(purged) = purged {
+            // What a background purge had not removed when the process stopped.
+            remove_indexes(&log, 0, purged, PURGE_STEP)?;
+        }
+        let purged_below = purged.map_or(0, |p| p + 1);
         Ok(LogStore {
             db: db.clone(),
-            log: db.open_tree(LOG_TREE)?,
-            meta: db.open_tree(META_TREE)?,
+            log,
+            meta,
+            purged_below: Arc::new(AtomicU64::new(purged_below)),
             flusher: Flusher::start(db.clone(), durability.clone()),
             durability,
             _types: PhantomData,
@@ -145,6 +165,15 @@ impl<C: GoimTypes> LogStore<C> {
         flusher::flush(&self.db, &self.durability).await
     }
 
+    /// Records that the log is purged through `log_id`: from now on no entry up to it is
+    /// read, whether or not it is still stored.
+    pub(crate) fn record_purge(&self, log_id: LogId<u64>) -> Result<(), StorageError> {
+        self.write_meta(PURGED, &log_id)?;
+        self.durability.purged(log_id);
+        self.purged_below.fetch_max(log_id.index + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
     #[cfg(test)]
     pub(crate) fn db(&self) -> &sled::Db {
         &self.db
@@ -164,31 +193,34 @@ impl<C: GoimTypes> LogStore<C> {
         }
         Ok(())
     }
-
-    /// Deletes every log key in `range` (one atomic batch).
-    /// Removes the stored entries with index `from..=to`, by key: a purge would otherwise
-    /// read (and page in) every entry it drops. The log is contiguous, so only the part of
-    /// the span between the first and the last stored entry is walked.
-    fn remove_indexes(&self, from: u64, to: u64) -> Result<(), StorageError> {
-        let (Some(first), Some(last)) = (self.log.iter().keys().next(), self.log.iter().keys().next_back())
-        else {
-            return Ok(());
-        };
-        let (first, last) = (index_of(&first?)?, index_of(&last?)?);
-        let mut batch = sled::Batch::default();
-        for index in from.max(first)..=to.min(last) {
-            batch.remove(&index.to_be_bytes());
-        }
-        self.log.apply_batch(batch)?;
-        Ok(())
-    }
 }
 
-/// The index a `log` key names.
-fn index_of(key: &[u8]) -> Result<u64, StorageError> {
-    let bytes: [u8; 8] =
-        key.try_into().map_err(|_| StorageError::Corrupt(format!("log key of {} bytes", key.len())))?;
-    Ok(u64::from_be_bytes(bytes))
+/// Removes the stored entries with index `from..=to` from `log`, by key (a purge would
+/// otherwise read, and page in, every entry it drops), `step` entries per sled batch: a
+/// sled batch holds every other write to the db while it is written, so a purge running
+/// beside the log's appends goes a few entries at a time. Ascending, so a crash part way
+/// leaves the log contiguous. The log is contiguous, so only the part of the span between
+/// the first and the last stored entry is walked.
+fn remove_indexes(log: &sled::Tree, from: u64, to: u64, step: u64) -> Result<(), StorageError> {
+    let (Some(first), Some(last)) = (log.iter().keys().next(), log.iter().keys().next_back()) else {
+        return Ok(());
+    };
+    let (first, last) = (log_index(&first?)?, log_index(&last?)?);
+    let (from, to) = (from.max(first), to.min(last));
+    let mut at = from;
+    while at <= to {
+        let end = at.saturating_add(step - 1).min(to);
+        let mut batch = sled::Batch::default();
+        for index in at..=end {
+            batch.remove(&index.to_be_bytes());
+        }
+        log.apply_batch(batch)?;
+        at = match end.checked_add(1) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    Ok(())
 }
 
 fn bound(b: Bound<&u64>) -> Bound<[u8; 8]> {
@@ -204,7 +236,13 @@ impl<C: GoimTypes> RaftLogReader<C> for LogStore<C> {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<C>>, openraft::StorageError<u64>> {
-        let range = (bound(range.start_bound()), bound(range.end_bound()));
+        let purged_below = self.purged_below.load(Ordering::Relaxed);
+        let start = match range.start_bound() {
+            Bound::Included(i) if *i >= purged_below => Bound::Included(i.to_be_bytes()),
+            Bound::Excluded(i) if *i >= purged_below => Bound::Excluded(i.to_be_bytes()),
+            _ => Bound::Included(purged_below.to_be_bytes()),
+        };
+        let range = (start, bound(range.end_bound()));
         let mut out = Vec::new();
         for kv in self.log.range(range) {
             let (k, v) = kv.map_err(read_logs)?;
@@ -219,7 +257,11 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, openraft::StorageError<u64>> {
         let last_purged: Option<LogId<u64>> = self.read_meta(PURGED).map_err(read_logs)?;
-        let last = self.last_entry_id().map_err(read_logs)?.or(last_purged);
+        // An entry a background purge has not removed yet is no later than the purge.
+        let last = match (self.last_entry_id().map_err(read_logs)?, last_purged) {
+            (Some(entry), Some(purged)) if entry.index <= purged.index => Some(purged),
+            (entry, purged) => entry.or(purged),
+        };
         Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
 
@@ -272,12 +314,26 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
         };
         let purged: Option<LogId<u64>> = self.read_meta(PURGED).map_err(write_logs)?;
         self.durability.truncating(before.or(purged)).await.map_err(write_logs)?;
-        self.remove_indexes(log_id.index, u64::MAX).map_err(write_logs)
+        remove_indexes(&self.log, log_id.index, u64::MAX, u64::MAX).map_err(write_logs)
     }
 
+    /// Records the purge and returns; the entries go in the background. Removing a few
+    /// hundred entries took 10-30 ms, and openraft waits for `purge` before it appends or
+    /// replicates again: every snapshot stalled the log that long. Purged entries are never
+    /// read again (`purged_below`), and the next start removes any the background left.
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
-        self.write_meta(PURGED, &log_id).map_err(write_logs)?;
-        self.durability.purged(log_id);
-        self.remove_indexes(0, log_id.index).map_err(write_logs)
+        self.record_purge(log_id).map_err(write_logs)?;
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match remove_indexes(&log, 0, log_id.index, PURGE_STEP) {
+                Ok(()) => metrics::histogram!("goim_storage_log_purge_seconds")
+                    .record(started.elapsed().as_secs_f64()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "purged log entries not removed (the next start removes them)")
+                }
+            }
+        });
+        Ok(())
     }
 }

@@ -270,6 +270,20 @@ fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageEr
             format!("the current state tree {} is missing", String::from_utf8_lossy(&state)),
         ));
     }
+    // Entries up to the purge are gone as far as Raft knows; a purge removing them in the
+    // background may have left some (the log store removes them when it opens). They are
+    // decoded (their crc checked) but are no part of the log's contiguity or its end.
+    let purged_index = match names.iter().any(|n| **n == *META_TREE.as_bytes()) {
+        true => match db.open_tree(META_TREE)?.get(PURGED)? {
+            Some(v) => Some(
+                serial::decode::<LogId<u64>>(&v)
+                    .map_err(|e| damaged_value(paths, META_TREE, PURGED, e))?
+                    .index,
+            ),
+            None => None,
+        },
+        false => None,
+    };
     for name in names {
         if is_state_tree(&name) && *name != *state {
             continue;
@@ -286,6 +300,9 @@ fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageEr
             match tree_name.as_str() {
                 LOG_TREE => {
                     let entry = decode_entry::<C>(&k, &v).map_err(|e| bad(&plain(e)))?;
+                    if purged_index.is_some_and(|p| entry.log_id.index <= p) {
+                        continue;
+                    }
                     if let Some(prev) = found.last_entry {
                         if entry.log_id.index != prev.index + 1 {
                             return Err(bad(&format!("the log has a hole after index {}", prev.index)));

@@ -350,6 +350,52 @@ async fn a_stale_state_tree_is_skipped_and_dropped() {
     assert!(sm.view().last_applied().unwrap().is_some(), "the current state is served");
 }
 
+/// A purge returns before its entries are removed (they go in the background). Entries it
+/// left are never read nor taken for the log's end; start-up sees no hole in the log even
+/// when it went on past a gap (as after a snapshot install), and opening removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_a_purge_left_are_never_read_and_go_when_the_log_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let (mut log, sm) = crate::open::<T>(&dir, Default::default()).await.unwrap();
+    log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    log.append_durably((1..=10).map(|i| entry(i, 1, vec![i as u8])).collect()).await.unwrap();
+    let purged = LogId::new(CommittedLeaderId::new(1, 1), 20);
+    log.record_purge(purged).unwrap();
+    assert!(log.try_get_log_entries(0..100).await.unwrap().is_empty());
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!((state.last_purged_log_id, state.last_log_id), (Some(purged), Some(purged)));
+    log.append_durably((21..=25).map(|i| entry(i, 1, vec![i as u8])).collect()).await.unwrap();
+    let read: Vec<u64> = log.try_get_log_entries(5..).await.unwrap().iter().map(|e| e.log_id.index).collect();
+    assert_eq!(read, vec![21, 22, 23, 24, 25]);
+    let stored = |log: &crate::LogStore<T>| -> Vec<u64> {
+        let tree = log.db().open_tree(crate::log_store::LOG_TREE).unwrap();
+        tree.iter().keys().map(|k| crate::log_store::log_index(&k.unwrap()).unwrap()).collect()
+    };
+    assert_eq!(stored(&log).len(), 15, "1..=10 still stored");
+    drop((log, sm));
+    wait_closed(&dir);
+
+    let (mut log, _sm) = crate::open::<T>(&dir, Default::default()).await.expect("no hole seen");
+    assert_eq!(stored(&log), vec![21, 22, 23, 24, 25], "opening removed what the purge left");
+    assert_eq!(log.get_log_state().await.unwrap().last_log_id.map(|l| l.index), Some(25));
+}
+
+/// With no purge recorded, opening removes nothing: the log may start at index 0 (openraft's
+/// first membership entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpurged_log_keeps_its_first_entry_across_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let (log, sm) = crate::open::<T>(&dir, Default::default()).await.unwrap();
+    log.append_durably((0..=3).map(|i| entry(i, 1, vec![i as u8])).collect()).await.unwrap();
+    drop((log, sm));
+    wait_closed(&dir);
+    let (mut log, _sm) = crate::open::<T>(&dir, Default::default()).await.unwrap();
+    let read: Vec<u64> = log.try_get_log_entries(..).await.unwrap().iter().map(|e| e.log_id.index).collect();
+    assert_eq!(read, vec![0, 1, 2, 3]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_without_crc_are_upgraded_once() {
     let tmp = tempfile::tempdir().unwrap();

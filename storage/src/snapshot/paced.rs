@@ -16,11 +16,13 @@ pub(crate) struct PacedFile {
     written: u64,
     /// Everything before this offset has had its writeback started.
     started: u64,
+    /// Everything before this offset has been written back.
+    settled: u64,
 }
 
 impl PacedFile {
     pub(crate) fn new(file: File) -> PacedFile {
-        PacedFile { file, written: 0, started: 0 }
+        PacedFile { file, written: 0, started: 0, settled: 0 }
     }
 
     /// The file, for the final fsync.
@@ -28,14 +30,25 @@ impl PacedFile {
         self.file
     }
 
-    /// Starts the writeback of what was written since the last start; waits for the one
-    /// before it first, so at most about two steps are dirty at a time.
+    /// Waits for the writeback started last time, then starts the writeback of what was
+    /// written since: at most about two steps are dirty at a time.
     fn start_writeback(&mut self) {
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE;
-        let (offset, len) = (self.started as libc::off64_t, (self.written - self.started) as libc::off64_t);
-        // SAFETY: the fd is open for the life of `self.file`; the call touches no memory.
+        let fd = self.file.as_raw_fd();
+        let range = |from: u64, to: u64| (from as libc::off64_t, (to - from) as libc::off64_t);
+        // SAFETY: the fd is open for the life of `self.file`; the calls touch no memory.
         // A failure only loses the pacing (the final fsync still makes the file durable).
-        let _ = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, flags) };
+        unsafe {
+            if self.started > self.settled {
+                let (offset, len) = range(self.settled, self.started);
+                let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+                let _ = libc::sync_file_range(fd, offset, len, wait);
+            }
+            let (offset, len) = range(self.started, self.written);
+            let _ = libc::sync_file_range(fd, offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+        self.settled = self.started;
         self.started = self.written;
     }
 }
@@ -71,6 +84,7 @@ mod tests {
         }
         assert_eq!(paced.written, 3_000_000);
         assert_eq!(paced.started, 2_400_000, "writeback started after the 4th and the 8th write");
+        assert_eq!(paced.settled, 1_200_000, "and the first step waited for at the second");
         paced.into_file().sync_all().unwrap();
         let mut back = Vec::new();
         File::open(&path).unwrap().read_to_end(&mut back).unwrap();

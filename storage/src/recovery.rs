@@ -273,17 +273,12 @@ fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageEr
     // Entries up to the purge are gone as far as Raft knows; a purge removing them in the
     // background may have left some (the log store removes them when it opens). They are
     // decoded (their crc checked) but are no part of the log's contiguity or its end.
-    let purged_index = match names.iter().any(|n| **n == *META_TREE.as_bytes()) {
-        true => match db.open_tree(META_TREE)?.get(PURGED)? {
-            Some(v) => Some(
-                serial::decode::<LogId<u64>>(&v)
-                    .map_err(|e| damaged_value(paths, META_TREE, PURGED, e))?
-                    .index,
-            ),
-            None => None,
-        },
-        false => None,
-    };
+    if names.iter().any(|n| **n == *META_TREE.as_bytes()) {
+        if let Some(v) = db.open_tree(META_TREE)?.get(PURGED)? {
+            found.purged = Some(serial::decode(&v).map_err(|e| damaged_value(paths, META_TREE, PURGED, e))?);
+        }
+    }
+    let purged_index = found.purged.map(|p| p.index);
     for name in names {
         if is_state_tree(&name) && *name != *state {
             continue;
@@ -313,7 +308,7 @@ fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageEr
                 }
                 META_TREE => match k.as_ref() {
                     VOTE => found.vote = Some(serial::decode(&v).map_err(|e| bad(&e))?),
-                    PURGED => found.purged = Some(serial::decode(&v).map_err(|e| bad(&e))?),
+                    PURGED => {} // read before the scan, above
                     COMMITTED => {
                         serial::decode::<Option<LogId<u64>>>(&v).map_err(|e| bad(&e))?;
                     }

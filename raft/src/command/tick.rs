@@ -26,7 +26,7 @@ impl Tick {
     }
 
     pub fn apply(&self, txn: &mut Txn<'_>) -> Result<Reply, StorageError> {
-        let mut expiring = Vec::new();
+        let mut expiring = BTreeSet::new();
         for mut comet in comets::list(txn)? {
             if !Tick::is_due(&comet, self.now_ms) {
                 continue;
@@ -41,12 +41,11 @@ impl Tick {
             comet.conn_count = 0;
             comet.ip_count = 0;
             comets::put(txn, &comet)?;
-            expiring.push(comet.info.id);
+            expiring.insert(comet.info.id);
         }
         if !expiring.is_empty() {
             // One read of the session table for every comet expiring at this tick.
-            let ids: BTreeSet<&str> = expiring.iter().map(String::as_str).collect();
-            for s in sessions::of_comets(txn, &ids)? {
+            for s in sessions::of_comets(txn, &expiring)? {
                 sessions::remove(txn, &s);
             }
         }

@@ -1,9 +1,9 @@
 //! A snapshot file written out as it grows. Left to the kernel, a build's tens of MB sit
 //! dirty until its final fsync writes them in one burst, and the Raft log's fsyncs queue
 //! behind that burst on the same disk: acks stall while a snapshot is saved. Starting the
-//! writeback of each MiB as soon as it is written (`sync_file_range`, the way databases
-//! bound their background writes) spreads it over the build, and leaves the final fsync
-//! little to do.
+//! writeback of each MiB as soon as it is written, after waiting for the MiB before it
+//! (`sync_file_range`, the way databases bound their background writes), spreads it over
+//! the build and leaves the final fsync little to do.
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;

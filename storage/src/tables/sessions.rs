@@ -80,7 +80,7 @@ pub fn keys_of_mid(kv: &impl Kv, mid: i64) -> Result<Vec<String>, StorageError> 
 
 /// The sessions held by any of `comets`, read from the whole table (once, however many
 /// comets) a page at a time.
-pub fn of_comets(txn: &Txn<'_>, comets: &BTreeSet<&str>) -> Result<Vec<Session>, StorageError> {
+pub fn of_comets(txn: &Txn<'_>, comets: &BTreeSet<String>) -> Result<Vec<Session>, StorageError> {
     let end = prefix_end(SESSION);
     let mut from = SESSION.to_vec();
     let mut found = Vec::new();
@@ -88,7 +88,7 @@ pub fn of_comets(txn: &Txn<'_>, comets: &BTreeSet<&str>) -> Result<Vec<Session>,
         let rows = txn.range_raw(&from, &end, SCAN_PAGE)?;
         for (_, v) in &rows {
             let s: Session = goim_types::serial::decode(v)?;
-            if comets.contains(s.comet.as_str()) {
+            if comets.contains(&s.comet) {
                 found.push(s);
             }
         }
@@ -179,9 +179,12 @@ mod tests {
         txn.commit().unwrap();
         let mut txn = Txn::new(&tree, None);
         let c1 = (0..total).filter(|i| i % 3 == 0).count();
-        let only = |c: &'static str| BTreeSet::from([c]);
+        let only = |c: &str| BTreeSet::from([c.to_string()]);
         assert_eq!(of_comets(&txn, &only("c1")).unwrap().len(), c1);
-        assert_eq!(of_comets(&txn, &BTreeSet::from(["c1", "c2"])).unwrap().len(), total);
+        assert_eq!(
+            of_comets(&txn, &BTreeSet::from(["c1".to_string(), "c2".to_string()])).unwrap().len(),
+            total
+        );
         // This batch's own writes count: one c1 session gone, one added.
         let gone = get(&txn, "k00000").unwrap().unwrap();
         remove(&mut txn, &gone);

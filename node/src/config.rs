@@ -104,6 +104,9 @@ settings! {
     job_batch_bytes: usize = 1 << 20, "GOIM_JOB_BATCH_BYTES";
     /// Job: lease time-to-live on its partition.
     job_lease_ms: u64 = 3_000, "GOIM_JOB_LEASE_MS";
+    /// Job: how long a comet that did not take a push batch is left alone. What concerns
+    /// it meanwhile is held and sent first when it is tried again.
+    job_comet_retry_ms: u64 = 2_000, "GOIM_JOB_COMET_RETRY_MS";
     /// Chat mode: op-4 messages from clients are pushed to the sender's room with this op
     /// (0 turns uplink routing off; goim only logs them).
     chat_op: i32 = 1000, "GOIM_CHAT_OP";

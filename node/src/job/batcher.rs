@@ -30,22 +30,35 @@ impl Pending {
     /// Splits into batches of at most `batch_records` records and about `batch_bytes`
     /// body bytes (a single larger record still forms its own batch).
     pub fn into_batches(self, cfg: &JobConfig) -> Vec<Vec<PushRecord>> {
-        let mut out = Vec::new();
-        let mut cur: Vec<PushRecord> = Vec::new();
-        let mut bytes = 0;
-        for r in self.records {
-            if !cur.is_empty() && (cur.len() >= cfg.batch_records || bytes + r.body.len() > cfg.batch_bytes) {
-                out.push(std::mem::take(&mut cur));
-                bytes = 0;
-            }
-            bytes += r.body.len();
-            cur.push(r);
-        }
-        if !cur.is_empty() {
-            out.push(cur);
-        }
-        out
+        split(self.records, Caps { records: cfg.batch_records, bytes: cfg.batch_bytes })
     }
+}
+
+/// The most records, and about the most body bytes, in one push batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    pub records: usize,
+    pub bytes: usize,
+}
+
+/// `records` in order, cut into batches within `caps` (a single larger record still forms
+/// its own batch).
+pub fn split(records: Vec<PushRecord>, caps: Caps) -> Vec<Vec<PushRecord>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<PushRecord> = Vec::new();
+    let mut bytes = 0;
+    for r in records {
+        if !cur.is_empty() && (cur.len() >= caps.records || bytes + r.body.len() > caps.bytes) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += r.body.len();
+        cur.push(r);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -72,6 +85,7 @@ mod tests {
             batch_records: records,
             batch_bytes: bytes,
             lease_ttl: Duration::from_secs(1),
+            comet_retry: Duration::from_secs(1),
         }
     }
 

@@ -1,8 +1,9 @@
 //! The job role (goim's job, consuming what was Kafka): owns a push-log partition through a
 //! Raft lease, tails it from the committed offset, hands each batch to every comet it
-//! concerns over QUIC push streams, and commits the offset once they all acked. Another job
-//! takes over from that offset when this one dies (delivery is at-least-once; comets drop
-//! what they already delivered).
+//! concerns over QUIC push streams, and commits the offset up to which every comet acked
+//! (records held for a comet that does not answer stay above it). Another job takes over
+//! from that offset when this one dies (delivery is at-least-once; comets drop what they
+//! already delivered).
 mod batcher;
 mod comet_link;
 mod lease;
@@ -28,6 +29,8 @@ pub struct JobConfig {
     pub batch_records: usize,
     pub batch_bytes: usize,
     pub lease_ttl: Duration,
+    /// How long a comet that failed a batch is left alone (what concerns it is held).
+    pub comet_retry: Duration,
 }
 
 impl From<&Config> for JobConfig {
@@ -38,6 +41,7 @@ impl From<&Config> for JobConfig {
             batch_records: cfg.job_batch_records,
             batch_bytes: cfg.job_batch_bytes,
             lease_ttl: Duration::from_millis(cfg.job_lease_ms),
+            comet_retry: Duration::from_millis(cfg.job_comet_retry_ms),
         }
     }
 }
@@ -56,7 +60,7 @@ pub fn start(
     tokio::spawn(async move {
         // Known across lease re-acquisitions: a comet the registry has dropped for a moment
         // is still pushed to while it answers.
-        let mut comets = Comets::new(logic.clone());
+        let mut comets = Comets::new(logic.clone(), &cfg);
         while !shutdown.is_cancelled() {
             let Some(offset) = lease::acquire(&cfg, &logic, &shutdown).await else {
                 break;
@@ -89,51 +93,69 @@ async fn run(
     lost: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    comets.restart();
     let mut committed = offset;
     let mut last_commit = Instant::now();
     'tail: loop {
         let (tx, mut rx) = mpsc::channel::<Vec<PushRecord>>(16);
         let reader = tokio::spawn(tail::read(logic.clone(), cfg.partition, offset + 1, tx));
         loop {
+            let retry_at = comets.retry_at();
+            let retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let first = tokio::select! {
                 _ = lost.cancelled() => break 'tail,
                 _ = shutdown.cancelled() => break 'tail,
-                r = rx.recv() => r,
-            };
-            let Some(first) = first else {
-                // The tail stream ended (logic node gone): re-tail from what comets acked.
-                reader.abort();
-                tokio::time::sleep(RETRY).await;
-                continue 'tail;
-            };
-            let mut pending = batcher::Pending::new(first);
-            while !pending.full(cfg) {
-                match rx.try_recv() {
-                    Ok(more) => pending.extend(more),
-                    Err(_) => break,
+                _ = retry => {
+                    comets.retry(cfg.partition, offset).await;
+                    None
                 }
-            }
-            for batch in pending.into_batches(cfg) {
-                let last = batch.last().map(|r| r.seq).unwrap_or(offset);
-                while !comets.deliver(cfg.partition, &batch, last).await {
-                    tokio::select! {
-                        _ = lost.cancelled() => break 'tail,
-                        _ = shutdown.cancelled() => break 'tail,
-                        _ = tokio::time::sleep(NO_COMET_RETRY) => {}
+                r = rx.recv() => match r {
+                    Some(first) => Some(first),
+                    None => {
+                        // The tail stream ended (logic node gone): re-tail from what comets acked.
+                        reader.abort();
+                        tokio::time::sleep(RETRY).await;
+                        continue 'tail;
+                    }
+                },
+            };
+            if let Some(first) = first {
+                let mut pending = batcher::Pending::new(first);
+                while !pending.full(cfg) {
+                    match rx.try_recv() {
+                        Ok(more) => pending.extend(more),
+                        Err(_) => break,
                     }
                 }
-                offset = last;
+                for batch in pending.into_batches(cfg) {
+                    let last = batch.last().map(|r| r.seq).unwrap_or(offset);
+                    let batch: Arc<[PushRecord]> = batch.into();
+                    while !comets.deliver(cfg.partition, batch.clone(), last).await {
+                        tokio::select! {
+                            _ = lost.cancelled() => break 'tail,
+                            _ = shutdown.cancelled() => break 'tail,
+                            _ = tokio::time::sleep(NO_COMET_RETRY) => {}
+                        }
+                    }
+                    offset = last;
+                }
             }
-            let idle = rx.is_empty();
-            if offset > committed && (idle || last_commit.elapsed() >= COMMIT_EVERY) {
-                commit(cfg, logic, offset).await?;
-                committed = offset;
+            let due = comets.committable(offset);
+            if due > committed && (rx.is_empty() || last_commit.elapsed() >= COMMIT_EVERY) {
+                commit(cfg, logic, due).await?;
+                committed = due;
                 last_commit = Instant::now();
             }
         }
     }
-    if offset > committed {
-        commit(cfg, logic, offset).await?;
+    let due = comets.committable(offset);
+    if due > committed {
+        commit(cfg, logic, due).await?;
     }
     Ok(())
 }

@@ -123,6 +123,10 @@ pub fn deliver(comet: &Comet, batch: PushBatch) -> PushAck {
     let mut rooms = RoomGroups::default();
     let mut frames = 0usize;
     let mut last_seq = batch.last_seq;
+    if let Some(first) = batch.records.iter().find(|r| r.seq > *delivered) {
+        let age = crate::clock::now_ms().saturating_sub(first.ts_ms);
+        metrics::histogram!("goim_comet_record_age_seconds").record(age as f64 / 1000.0);
+    }
     for record in batch.records {
         if record.seq <= *delivered {
             continue;

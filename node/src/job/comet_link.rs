@@ -152,6 +152,10 @@ impl Comets {
             metrics::counter!("goim_job_no_comet_waits_total").increment(1);
             return false;
         }
+        if let Some(first) = records.first() {
+            let age = crate::clock::now_ms().saturating_sub(first.ts_ms);
+            metrics::histogram!("goim_job_record_age_seconds").record(age as f64 / 1000.0);
+        }
         for (id, link) in &mut self.links {
             link.held.add(id, records.iter());
         }

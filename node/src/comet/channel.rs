@@ -157,7 +157,7 @@ pub struct Channel {
     closed: CancellationToken,
     /// Set by `close`: checked on every push without touching the token's lock.
     shut: AtomicBool,
-    /// Set by `finish`: nothing more is queued, the writer closes once the queue is out.
+    /// Set by `finish`: nothing more is queued, the connection closes once the queue is out.
     finishing: AtomicBool,
     policy: QueuePolicy,
 }
@@ -350,7 +350,7 @@ impl Channel {
         self.ready.notified().await
     }
 
-    /// Closes the connection: the reader and writer tasks see it and end. Idempotent.
+    /// Closes the connection: its task sees it and ends. Idempotent.
     pub fn close(&self) {
         self.shut.store(true, Ordering::Release);
         self.closed.cancel();

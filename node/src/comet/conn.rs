@@ -21,8 +21,9 @@ use tokio::time::Instant;
 
 use super::channel::{Channel, Frame, Session};
 use super::recover::{self, epoch_text, Joined, Plan, Resume};
-use super::transport::{note_read_error, FrameSink, PacketSource};
-use super::{lock, writer, Comet};
+use super::transport::{note_read_error, FrameSink, PacketSource, ReadError};
+use super::writer::Writer;
+use super::{lock, Comet};
 use crate::auth::{Grant, Refusal};
 use crate::rate::TokenBucket;
 use goim_net::rpc::RpcError;
@@ -58,7 +59,8 @@ pub fn error_body(why: &str) -> Bytes {
     Bytes::from(serde_json::json!({ "error": why }).to_string())
 }
 
-/// Serves one accepted connection until it closes. `deadline` ends the handshake.
+/// Serves one accepted connection until it closes, in one task that reads and writes.
+/// `deadline` ends the handshake.
 ///
 /// The handshake (auth, logic's answer, the room's replay) runs boxed: its state is large
 /// and short-lived, and an idle connection's task keeps only the small state of `run`.
@@ -67,29 +69,29 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     peer: SocketAddr,
     deadline: Instant,
     mut reader: R,
-    writer: W,
+    sink: W,
 ) {
-    let Some(conn) = Box::pin(handshake(comet, peer, deadline, &mut reader, writer)).await else {
+    let mut writer = Writer::new(sink);
+    let Some(conn) = Box::pin(handshake(comet, peer, deadline, &mut reader, &mut writer)).await else {
+        writer.close().await;
         return;
     };
     let idle_timeout = conn.heartbeat.saturating_mul(2);
-    conn.run(&mut reader, idle_timeout).await;
+    conn.run(reader, &mut writer, idle_timeout).await;
     conn.teardown();
+    writer.close().await;
 }
 
-/// Auth through to the channel registered, its writer started and the auth reply (with
-/// the room's replay) queued; `None` when the connection was refused or went away.
+/// Auth through to the channel registered and the auth reply (with the room's replay)
+/// queued; `None` when the connection was refused (its refusal written) or went away.
 async fn handshake<R: PacketSource, W: FrameSink>(
     comet: Arc<Comet>,
     peer: SocketAddr,
     deadline: Instant,
     reader: &mut R,
-    writer: W,
+    writer: &mut Writer<W>,
 ) -> Option<Connection> {
-    let Some(auth) = await_auth(&comet, deadline, reader).await else {
-        hang_up(writer, None).await;
-        return None;
-    };
+    let auth = await_auth(&comet, deadline, reader).await?;
     let conn = comet.next_conn_id();
     let Authenticated { session, heartbeat, joined, resume, grant } =
         match authenticate(&comet, conn, peer, &auth).await {
@@ -98,14 +100,13 @@ async fn handshake<R: PacketSource, W: FrameSink>(
                 metrics::counter!("goim_comet_auth_refused_total", "reason" => refusal.reason).increment(1);
                 tracing::debug!(%peer, why = %refusal.why, reason = refusal.reason, "auth refused");
                 let reply = auth.reply(op::AUTH_REPLY, error_body(&refusal.why));
-                hang_up(writer, Some(reply)).await;
+                hang_up(writer, reply).await;
                 return None;
             }
         };
 
     let closed = comet.shutdown_token().child_token();
     let ch = Arc::new(Channel::new(conn, peer.ip(), session, comet.queue_policy(), closed));
-    tokio::spawn(writer::run(ch.clone(), writer));
     // Held until the reply and the room's replay are queued; joins the room here.
     ch.hold();
     comet.register(ch.clone());
@@ -138,18 +139,16 @@ async fn handshake<R: PacketSource, W: FrameSink>(
     })
 }
 
-/// Closes a connection that never got a channel, after writing `last_words` if given.
-async fn hang_up<W: FrameSink>(mut writer: W, last_words: Option<Packet>) {
-    let goodbye = async {
-        if let Some(packet) = last_words {
-            let mut frames = [Frame::Packet(packet.to_bytes())].into();
-            if writer.write_frames(&mut frames).await.is_err() {
-                return;
-            }
-        }
-        writer.close().await;
-    };
-    let _ = tokio::time::timeout(HANG_UP_TIMEOUT, goodbye).await;
+/// The next packet from `reader`, handed back with it.
+async fn read_owned<R: PacketSource>(mut reader: R) -> (R, Result<Option<Packet>, ReadError>) {
+    let result = reader.next_packet().await;
+    (reader, result)
+}
+
+/// Writes a connection's last words before it closes without a channel.
+async fn hang_up<W: FrameSink>(writer: &mut Writer<W>, last_words: Packet) {
+    let write = writer.write_one(Frame::Packet(last_words.to_bytes()));
+    let _ = tokio::time::timeout(HANG_UP_TIMEOUT, write).await;
 }
 
 /// Reads until an auth packet, ignoring anything else; `None` if the connection ends, the
@@ -244,11 +243,21 @@ struct Connection {
 }
 
 impl Connection {
-    /// Handles packets until the client leaves, breaks the protocol, idles past
-    /// `idle_timeout` (only heartbeats count), or the channel is closed.
-    async fn run<R: PacketSource>(&self, reader: &mut R, idle_timeout: Duration) {
+    /// Handles packets and writes what is queued until the client leaves, breaks the
+    /// protocol, idles past `idle_timeout` (only heartbeats count), a write fails, or the
+    /// channel is closed (or finished: then its last words are written first).
+    async fn run<R: PacketSource, W: FrameSink>(
+        &self,
+        reader: R,
+        writer: &mut Writer<W>,
+        idle_timeout: Duration,
+    ) {
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
+        // One read stays pending across wake-ups for writing: a read dropped and made
+        // again for each one would give up and retake the socket's readiness every time.
+        let read = read_owned(reader);
+        tokio::pin!(read);
         loop {
             let packet = tokio::select! {
                 biased;
@@ -257,8 +266,12 @@ impl Connection {
                     tracing::debug!(key = %self.ch.key, "heartbeat timeout");
                     return;
                 }
-                read = reader.next_packet() => match read {
-                    Ok(Some(packet)) => packet,
+                _ = self.ch.ready() => None,
+                (reader, result) = &mut read => match result {
+                    Ok(Some(packet)) => {
+                        read.set(read_owned(reader));
+                        Some(packet)
+                    }
                     Ok(None) => return,
                     Err(e) => {
                         note_read_error(R::TRANSPORT, &e);
@@ -266,10 +279,26 @@ impl Connection {
                     }
                 },
             };
-            if packet.op == op::HEARTBEAT {
-                idle.as_mut().reset(Instant::now() + idle_timeout);
+            if let Some(packet) = packet {
+                if packet.op == op::HEARTBEAT {
+                    idle.as_mut().reset(Instant::now() + idle_timeout);
+                }
+                if self.handle(packet).await.is_break() {
+                    return;
+                }
             }
-            if self.handle(packet).await.is_break() {
+            // Whatever is queued now (a reply, pushes) goes out before the next read.
+            let written = tokio::select! {
+                biased;
+                _ = self.ch.closed() => return,
+                _ = &mut idle => {
+                    tracing::debug!(key = %self.ch.key, "heartbeat timeout while writing");
+                    return;
+                }
+                // Boxed: the write's state is needed only while it lasts, not by the idle task.
+                written = Box::pin(writer.drain(&self.ch)) => written,
+            };
+            if written.is_err() || self.ch.finished() {
                 return;
             }
         }
@@ -375,8 +404,6 @@ impl Connection {
             self.ch.push(Frame::Packet(reply.to_bytes()));
             // The refusal is written, then the connection closes.
             self.ch.finish();
-            let _ = tokio::time::timeout(HANG_UP_TIMEOUT, self.ch.closed()).await;
-            self.ch.close();
             return;
         }
         let logic = self.comet.logic();
@@ -452,28 +479,23 @@ mod tests {
     use goim_net::rpc::logic::LogicRequest;
     use goim_net::rpc::PushTarget;
 
-    /// What an idle TCP connection's two tasks hold (their futures' state) stays small:
-    /// the handshake's state is boxed and gone once it is done (issue [perf-fanout]:
-    /// ≤ 2 KB per idle connection in all).
+    /// What an idle TCP connection's one task holds (its future's state) stays small: the
+    /// handshake's state is boxed and gone once it is done (issue [perf-fanout]: ≤ 2 KB per
+    /// idle connection in all).
     #[tokio::test]
     async fn idle_connection_task_state_is_small() {
         let cluster = Cluster::start().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, peer) = listener.accept().await.unwrap();
         let (read, write) = server.into_split();
         let source = crate::comet::tcp::TcpSource::new(read, 4096);
         let sink = crate::comet::tcp::TcpSink(write);
-        let reader = serve(cluster.comet.clone(), peer, Instant::now(), source, sink);
-        let reader_size = std::mem::size_of_val(&reader);
-        let (_, write) = client.into_split();
-        let policy = cluster.comet.queue_policy();
-        let ch = Arc::new(Channel::new(1, peer.ip(), Session::default(), policy, Default::default()));
-        let writer = writer::run(ch, crate::comet::tcp::TcpSink(write));
-        let writer_size = std::mem::size_of_val(&writer);
-        eprintln!("reader task state {reader_size} B, writer task state {writer_size} B");
-        assert!(reader_size <= 896, "reader task state {reader_size} B");
-        assert!(writer_size <= 640, "writer task state {writer_size} B");
+        let task = serve(cluster.comet.clone(), peer, Instant::now(), source, sink);
+        let size = std::mem::size_of_val(&task);
+        eprintln!("connection task state {size} B");
+        // Two tasks held 896 + 640 B here (debug build) before they were one.
+        assert!(size <= 1200, "connection task state {size} B");
     }
 
     #[tokio::test]

@@ -25,7 +25,12 @@ impl StreamHandler for RaftService {
             match rpc {
                 RaftRpc::Append(r) => {
                     self.cluster.heard.now();
-                    RaftRpcReply::Append(raft.append_entries(r).await)
+                    let started = std::time::Instant::now();
+                    let reply = raft.append_entries(r).await;
+                    // The leader's bound on the whole round trip is the heartbeat interval.
+                    metrics::histogram!("goim_raft_append_entries_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    RaftRpcReply::Append(reply)
                 }
                 RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
                 RaftRpc::Snapshot(r) => {

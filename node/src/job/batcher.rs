@@ -30,7 +30,7 @@ impl Pending {
     /// Splits into batches of at most `batch_records` records and about `batch_bytes`
     /// body bytes (a single larger record still forms its own batch).
     pub fn into_batches(self, cfg: &JobConfig) -> Vec<Vec<PushRecord>> {
-        split(self.records, Caps { records: cfg.batch_records, bytes: cfg.batch_bytes })
+        split(self.records, Caps::of(cfg))
     }
 }
 
@@ -39,6 +39,13 @@ impl Pending {
 pub struct Caps {
     pub records: usize,
     pub bytes: usize,
+}
+
+impl Caps {
+    /// The configured caps (`--job-batch-records`, `--job-batch-bytes`).
+    pub fn of(cfg: &JobConfig) -> Caps {
+        Caps { records: cfg.batch_records, bytes: cfg.batch_bytes }
+    }
 }
 
 /// `records` in order, cut into batches within `caps` (a single larger record still forms

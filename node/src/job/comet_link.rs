@@ -70,7 +70,7 @@ impl Comets {
             logic,
             links: HashMap::new(),
             refreshed: None,
-            caps: Caps { records: cfg.batch_records, bytes: cfg.batch_bytes },
+            caps: Caps::of(cfg),
             retry_after: cfg.comet_retry,
             recent: Recent::default(),
         }

@@ -71,52 +71,37 @@ impl Durability {
     }
 
     /// After the flush that followed `mark` completed: sled's blob files written so far are
-    /// fsynced, then the witness records `mark`'s state.
-    pub(crate) async fn raise(&self, mark: Mark) -> Result<(), StorageError> {
-        self.blocking(move |this| {
-            let synced = this.blobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).sync_new()?;
-            if synced > 0 {
-                metrics::counter!("goim_storage_blob_fsyncs_total").increment(synced as u64);
-            }
-            let inner = &mut *this.lock();
-            if mark.id < inner.floor || mark.id < inner.raised {
-                return Ok(());
-            }
-            if mark.record != inner.written {
-                inner.witness.write(&mark.record)?;
-                inner.written = mark.record;
-            }
-            inner.raised = mark.id;
-            Ok(())
-        })
-        .await
+    /// fsynced, then the witness records `mark`'s state. Blocks (fsyncs): the log writer's
+    /// thread calls it.
+    pub(crate) fn raise(&self, mark: Mark) -> Result<(), StorageError> {
+        let synced = self.blobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).sync_new()?;
+        if synced > 0 {
+            metrics::counter!("goim_storage_blob_fsyncs_total").increment(synced as u64);
+        }
+        let inner = &mut *self.lock();
+        if mark.id < inner.floor || mark.id < inner.raised {
+            return Ok(());
+        }
+        if mark.record != inner.written {
+            inner.witness.write(&mark.record)?;
+            inner.written = mark.record;
+        }
+        inner.raised = mark.id;
+        Ok(())
     }
 
     /// Before a truncate removes entries after `new_last`: the witness stops claiming them.
-    pub(crate) async fn truncating(&self, new_last: Option<LogId<u64>>) -> Result<(), StorageError> {
-        self.blocking(move |this| {
-            let inner = &mut *this.lock();
-            inner.pending.last = new_last;
-            inner.floor = inner.next_mark;
-            let index = |l: Option<LogId<u64>>| l.map(|l| l.index);
-            if index(inner.written.last) > index(new_last) {
-                let lowered = Record { last: new_last, ..inner.written };
-                inner.witness.write(&lowered)?;
-                inner.written = lowered;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Runs `f` off the async threads (fsyncs: the blobs', the witness's fdatasync).
-    async fn blocking(
-        &self,
-        f: impl FnOnce(&Durability) -> Result<(), StorageError> + Send + 'static,
-    ) -> Result<(), StorageError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this))
-            .await
-            .map_err(|e| StorageError::Corrupt(format!("durability witness writer: {e}")))?
+    /// Blocks (an fdatasync): the log writer's thread calls it.
+    pub(crate) fn truncating(&self, new_last: Option<LogId<u64>>) -> Result<(), StorageError> {
+        let inner = &mut *self.lock();
+        inner.pending.last = new_last;
+        inner.floor = inner.next_mark;
+        let index = |l: Option<LogId<u64>>| l.map(|l| l.index);
+        if index(inner.written.last) > index(new_last) {
+            let lowered = Record { last: new_last, ..inner.written };
+            inner.witness.write(&lowered)?;
+            inner.written = lowered;
+        }
+        Ok(())
     }
 }

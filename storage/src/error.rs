@@ -11,6 +11,9 @@ pub enum StorageError {
     Serial(#[from] goim_types::serial::SerialError),
     #[error("corrupt: {0}")]
     Corrupt(String),
+    /// A write of the Raft log failed, or its writer thread stopped.
+    #[error("log write: {0}")]
+    LogWrite(String),
     /// The files on disk are damaged (checksum mismatch, torn or truncated file, a sled
     /// panic while recovering, a rollback behind the durability witness): the node must
     /// not start on them. `path` names the damaged file.

@@ -1,14 +1,15 @@
 //! openraft `RaftLogStorage` over sled: tree `log` (index, big-endian → entry) and tree
-//! `raft` (vote, committed, last purged, log format). The vote is flushed before `save_vote`
-//! returns; appended entries are acknowledged through the group-commit `Flusher`. Each
-//! stored entry carries a crc32 of its own (over key and value), checked on every read, so a
-//! damaged entry is an error and never replicated or applied. The durability witness is
-//! raised after flushes and lowered before a truncate (see `durable`).
+//! `raft` (vote, committed, last purged, log format). Every write goes through the log's
+//! writer thread (`log_writer`), so openraft's core never waits on sled: appended entries
+//! are read from its queue until they are in sled, and acknowledged after its group flush;
+//! the vote is flushed before `save_vote` returns. Each stored entry carries a crc32 of its
+//! own (over key and value), checked on every read, so a damaged entry is an error and never
+//! replicated or applied. The durability witness is raised after flushes and lowered before
+//! a truncate (see `durable`).
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use goim_types::serial;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -16,7 +17,7 @@ use openraft::{Entry, LogId, OptionalSend, Vote};
 
 use crate::durable::Durability;
 use crate::error::{read_logs, write_logs};
-use crate::flusher::{self, Flusher};
+use crate::log_writer::{LogWriter, Stored, Target, Waiter};
 use crate::{GoimTypes, StorageError};
 
 pub(crate) const LOG_TREE: &str = "log";
@@ -30,7 +31,7 @@ pub(crate) const FORMAT: &[u8] = b"log_format";
 pub(crate) const FORMAT_CRC: u32 = 2;
 const CRC_LEN: usize = 4;
 /// Entries per sled batch when a purge removes them.
-const PURGE_STEP: u64 = 16;
+pub(crate) const PURGE_STEP: u64 = 16;
 
 /// The stored value of `entry`: its encoding followed by the crc of key and encoding.
 pub(crate) fn encode_entry<C: GoimTypes>(entry: &Entry<C>) -> Result<Vec<u8>, StorageError> {
@@ -81,26 +82,27 @@ pub(crate) fn log_index(key: &[u8]) -> Result<u64, StorageError> {
 }
 
 pub struct LogStore<C: GoimTypes> {
+    #[cfg(test)]
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
-    /// Entries below this index are purged: never read again, though a purge still
-    /// removing them in the background (`purge`) may not have got to all of them yet.
-    purged_below: Arc<AtomicU64>,
-    flusher: Flusher<C>,
-    durability: Durability,
+    /// The log is purged through this: no entry up to it is read again, though a purge
+    /// still removing them in the background (`purge`) may not have got to all of them
+    /// yet, and the writer may not have recorded it yet.
+    purged: Arc<Mutex<Option<LogId<u64>>>>,
+    writer: LogWriter<C>,
     _types: PhantomData<C>,
 }
 
 impl<C: GoimTypes> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         LogStore {
+            #[cfg(test)]
             db: self.db.clone(),
             log: self.log.clone(),
             meta: self.meta.clone(),
-            purged_below: self.purged_below.clone(),
-            flusher: self.flusher.clone(),
-            durability: self.durability.clone(),
+            purged: self.purged.clone(),
+            writer: self.writer.clone(),
             _types: PhantomData,
         }
     }
@@ -111,23 +113,36 @@ impl<C: GoimTypes> LogStore<C> {
         let log = db.open_tree(LOG_TREE)?;
         let meta = db.open_tree(META_TREE)?;
         let purged = match meta.get(PURGED)? {
-            Some(v) => Some(serial::decode::<LogId<u64>>(&v)?.index),
+            Some(v) => Some(serial::decode::<LogId<u64>>(&v)?),
             None => None,
         };
         if let Some(purged) = purged {
             // What a background purge had not removed when the process stopped.
-            remove_indexes(&log, 0, purged, PURGE_STEP)?;
+            remove_indexes(&log, 0, purged.index, PURGE_STEP)?;
         }
-        let purged_below = purged.map_or(0, |p| p + 1);
+        let writer =
+            LogWriter::start(Target { db: db.clone(), log: log.clone(), meta: meta.clone(), durability })?;
         Ok(LogStore {
+            #[cfg(test)]
             db: db.clone(),
             log,
             meta,
-            purged_below: Arc::new(AtomicU64::new(purged_below)),
-            flusher: Flusher::start(db.clone(), durability.clone()),
-            durability,
+            purged: Arc::new(Mutex::new(purged)),
+            writer,
             _types: PhantomData,
         })
+    }
+
+    fn purged(&self) -> Option<LogId<u64>> {
+        *self.purged.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// From now on no entry through `log_id` is read.
+    fn mark_purged(&self, log_id: LogId<u64>) {
+        let mut purged = self.purged.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if purged.is_none_or(|p| p.index < log_id.index) {
+            *purged = Some(log_id);
+        }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -137,23 +152,13 @@ impl<C: GoimTypes> LogStore<C> {
         }
     }
 
-    fn write_meta<T: serde::Serialize>(&self, key: &[u8], v: &T) -> Result<(), StorageError> {
-        self.meta.insert(key, serial::encode(v)?)?;
-        Ok(())
-    }
-
+    /// The id of the last entry, held by the writer or stored.
     fn last_entry_id(&self) -> Result<Option<LogId<u64>>, StorageError> {
+        if let Some((index, value)) = self.writer.tail.last() {
+            return Ok(Some(decode_entry::<C>(&index.to_be_bytes(), &value)?.log_id));
+        }
         match self.log.last()? {
             Some((k, v)) => Ok(Some(decode_entry::<C>(&k, &v)?.log_id)),
-            None => Ok(None),
-        }
-    }
-
-    /// The id of the entry at `index`, if stored.
-    fn entry_id(&self, index: u64) -> Result<Option<LogId<u64>>, StorageError> {
-        let key = index.to_be_bytes();
-        match self.log.get(key)? {
-            Some(v) => Ok(Some(decode_entry::<C>(&key, &v)?.log_id)),
             None => Ok(None),
         }
     }
@@ -161,37 +166,48 @@ impl<C: GoimTypes> LogStore<C> {
     /// Writes `entries` and waits until they are durable (and witnessed), without openraft.
     #[cfg(test)]
     pub(crate) async fn append_durably(&self, entries: Vec<Entry<C>>) -> Result<(), StorageError> {
-        self.write_entries(entries)?;
-        flusher::flush(&self.db, &self.durability).await
+        let (entries, last) = encode_all(entries)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer.append(entries, last, Waiter::Caller(tx)).await;
+        rx.await.map_err(|_| StorageError::LogWrite("the log writer stopped".into()))?
     }
 
     /// Records that the log is purged through `log_id`: from now on no entry up to it is
     /// read, whether or not it is still stored.
-    pub(crate) fn record_purge(&self, log_id: LogId<u64>) -> Result<(), StorageError> {
-        self.write_meta(PURGED, &log_id)?;
-        self.durability.purged(log_id);
-        self.purged_below.fetch_max(log_id.index + 1, Ordering::Relaxed);
-        Ok(())
+    #[cfg(test)]
+    pub(crate) async fn record_purge(&self, log_id: LogId<u64>) -> Result<(), StorageError> {
+        self.mark_purged(log_id);
+        self.writer.record_purge(log_id).await
     }
 
     #[cfg(test)]
     pub(crate) fn db(&self) -> &sled::Db {
         &self.db
     }
+}
 
-    /// Writes `entries` to sled (readable at once, durable after the next flush).
-    fn write_entries(&self, entries: impl IntoIterator<Item = Entry<C>>) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        let mut last = None;
-        for entry in entries {
-            batch.insert(&entry.log_id.index.to_be_bytes(), encode_entry(&entry)?);
-            last = Some(entry.log_id);
-        }
-        self.log.apply_batch(batch)?;
-        if let Some(last) = last {
-            self.durability.appended(last);
-        }
-        Ok(())
+/// The stored form of `entries`, and the last one's id.
+fn encode_all<C: GoimTypes>(
+    entries: impl IntoIterator<Item = Entry<C>>,
+) -> Result<(Vec<Stored>, Option<LogId<u64>>), StorageError> {
+    let mut out = Vec::new();
+    let mut last = None;
+    for entry in entries {
+        out.push((entry.log_id.index, encode_entry(&entry)?.into()));
+        last = Some(entry.log_id);
+    }
+    Ok((out, last))
+}
+
+/// The id of the entry stored in `log` at `index`, if any.
+pub(crate) fn entry_id<C: GoimTypes>(
+    log: &sled::Tree,
+    index: u64,
+) -> Result<Option<LogId<u64>>, StorageError> {
+    let key = index.to_be_bytes();
+    match log.get(key)? {
+        Some(v) => Ok(Some(decode_entry::<C>(&key, &v)?.log_id)),
+        None => Ok(None),
     }
 }
 
@@ -201,7 +217,7 @@ impl<C: GoimTypes> LogStore<C> {
 /// beside the log's appends goes a few entries at a time. Ascending, so a crash part way
 /// leaves the log contiguous. The log is contiguous, so only the part of the span between
 /// the first and the last stored entry is walked.
-fn remove_indexes(log: &sled::Tree, from: u64, to: u64, step: u64) -> Result<(), StorageError> {
+pub(crate) fn remove_indexes(log: &sled::Tree, from: u64, to: u64, step: u64) -> Result<(), StorageError> {
     let (Some(first), Some(last)) = (log.iter().keys().next(), log.iter().keys().next_back()) else {
         return Ok(());
     };
@@ -236,17 +252,48 @@ impl<C: GoimTypes> RaftLogReader<C> for LogStore<C> {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<C>>, openraft::StorageError<u64>> {
-        let purged_below = self.purged_below.load(Ordering::Relaxed);
+        let purged_below = self.purged().map_or(0, |p| p.index + 1);
         let start = match range.start_bound() {
-            Bound::Included(i) if *i >= purged_below => Bound::Included(i.to_be_bytes()),
-            Bound::Excluded(i) if *i >= purged_below => Bound::Excluded(i.to_be_bytes()),
-            _ => Bound::Included(purged_below.to_be_bytes()),
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => match i.checked_add(1) {
+                Some(next) => next,
+                None => return Ok(Vec::new()),
+            },
+            Bound::Unbounded => 0,
+        }
+        .max(purged_below);
+        let end = range.end_bound().cloned();
+        let empty = match end {
+            Bound::Included(e) => start > e,
+            Bound::Excluded(e) => start >= e,
+            Bound::Unbounded => false,
         };
-        let range = (start, bound(range.end_bound()));
+        if empty {
+            return Ok(Vec::new());
+        }
+        // The writer's tail first: what is below its first entry is in sled (the writer
+        // puts entries in sled before it lets go of them).
+        let held = self.writer.tail.range(start, end);
+        let stored_end = match held.first() {
+            Some((first, _)) => Bound::Excluded(*first),
+            None => end,
+        };
         let mut out = Vec::new();
-        for kv in self.log.range(range) {
-            let (k, v) = kv.map_err(read_logs)?;
-            out.push(decode_entry::<C>(&k, &v).map_err(read_logs)?);
+        let from_sled = match stored_end {
+            Bound::Included(e) => start <= e,
+            Bound::Excluded(e) => start < e,
+            Bound::Unbounded => true,
+        };
+        // Not even an empty range of sled when the tail has it all: a sled read may wait on
+        // a write stuck on the disk.
+        if from_sled {
+            for kv in self.log.range((Bound::Included(start.to_be_bytes()), bound(stored_end.as_ref()))) {
+                let (k, v) = kv.map_err(read_logs)?;
+                out.push(decode_entry::<C>(&k, &v).map_err(read_logs)?);
+            }
+        }
+        for (index, value) in &held {
+            out.push(decode_entry::<C>(&index.to_be_bytes(), value).map_err(read_logs)?);
         }
         Ok(out)
     }
@@ -256,7 +303,7 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, openraft::StorageError<u64>> {
-        let last_purged: Option<LogId<u64>> = self.read_meta(PURGED).map_err(read_logs)?;
+        let last_purged = self.purged();
         // An entry a background purge has not removed yet is no later than the purge.
         let last = match (self.last_entry_id().map_err(read_logs)?, last_purged) {
             (Some(entry), Some(purged)) if entry.index <= purged.index => Some(purged),
@@ -271,9 +318,7 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), openraft::StorageError<u64>> {
         let io = |e: StorageError| e.raft(openraft::ErrorSubject::Vote, openraft::ErrorVerb::Write);
-        self.write_meta(VOTE, vote).map_err(io)?;
-        self.durability.voted(*vote);
-        flusher::flush(&self.db, &self.durability).await.map_err(io)
+        self.writer.save_vote(*vote).await.map_err(io)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, openraft::StorageError<u64>> {
@@ -284,8 +329,7 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
         &mut self,
         committed: Option<LogId<u64>>,
     ) -> Result<(), openraft::StorageError<u64>> {
-        // Not flushed here: the next log flush carries it, and losing it only delays apply.
-        self.write_meta(COMMITTED, &committed).map_err(write_logs)
+        self.writer.save_committed(committed).map_err(write_logs)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, openraft::StorageError<u64>> {
@@ -301,39 +345,21 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
         I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.write_entries(entries).map_err(write_logs)?;
-        self.flusher.after_flush(callback);
+        let (entries, last) = encode_all(entries).map_err(write_logs)?;
+        self.writer.append(entries, last, Waiter::Raft(callback)).await;
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
-        // The witness must stop claiming the removed entries before they go.
-        let before = match log_id.index.checked_sub(1) {
-            Some(i) => self.entry_id(i).map_err(write_logs)?,
-            None => None,
-        };
-        let purged: Option<LogId<u64>> = self.read_meta(PURGED).map_err(write_logs)?;
-        self.durability.truncating(before.or(purged)).await.map_err(write_logs)?;
-        remove_indexes(&self.log, log_id.index, u64::MAX, u64::MAX).map_err(write_logs)
+        self.writer.truncate(log_id.index).await.map_err(write_logs)
     }
 
     /// Records the purge and returns; the entries go in the background. Removing a few
     /// hundred entries took 10-30 ms, and openraft waits for `purge` before it appends or
     /// replicates again: every snapshot stalled the log that long. Purged entries are never
-    /// read again (`purged_below`), and the next start removes any the background left.
+    /// read again (`purged`), and the next start removes any the background left.
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
-        self.record_purge(log_id).map_err(write_logs)?;
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            match remove_indexes(&log, 0, log_id.index, PURGE_STEP) {
-                Ok(()) => metrics::histogram!("goim_storage_log_purge_seconds")
-                    .record(started.elapsed().as_secs_f64()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "purged log entries not removed (the next start removes them)")
-                }
-            }
-        });
-        Ok(())
+        self.mark_purged(log_id);
+        self.writer.purge(log_id).map_err(write_logs)
     }
 }

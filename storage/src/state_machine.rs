@@ -129,29 +129,36 @@ where
         let tree = self.trees.current();
         let building = self.recording.current();
         let snapshotting = building.is_some();
-        let mut txn = Txn::new(&tree, building);
-        let mut replies = Vec::new();
-        let mut last = None;
-        for entry in entries {
-            txn.log_index = entry.log_id.index;
-            let reply = match entry.payload {
-                EntryPayload::Blank => C::R::default(),
-                EntryPayload::Normal(cmd) => cmd.apply(&mut txn).map_err(write_sm)?,
-                EntryPayload::Membership(m) => {
-                    let stored = StoredMembership::new(Some(entry.log_id), m);
-                    txn.put(MEMBERSHIP.to_vec(), &stored).map_err(write_sm)?;
-                    C::R::default()
-                }
-            };
-            replies.push(reply);
-            last = Some(entry.log_id);
-        }
-        if last.is_none() {
+        let (replies, pushed) = off_the_async_threads(|| {
+            let mut txn = Txn::new(&tree, building);
+            let mut replies = Vec::new();
+            let mut last = None;
+            for entry in entries {
+                txn.log_index = entry.log_id.index;
+                let reply = match entry.payload {
+                    EntryPayload::Blank => C::R::default(),
+                    EntryPayload::Normal(cmd) => cmd.apply(&mut txn)?,
+                    EntryPayload::Membership(m) => {
+                        let stored = StoredMembership::new(Some(entry.log_id), m);
+                        txn.put(MEMBERSHIP.to_vec(), &stored)?;
+                        C::R::default()
+                    }
+                };
+                replies.push(reply);
+                last = Some(entry.log_id);
+            }
+            if last.is_none() {
+                return Ok((replies, false));
+            }
+            txn.put(APPLIED.to_vec(), &last)?;
+            let pushed = txn.pushed;
+            txn.commit()?;
+            Ok::<_, StorageError>((replies, pushed))
+        })
+        .map_err(write_sm)?;
+        if replies.is_empty() {
             return Ok(replies);
         }
-        txn.put(APPLIED.to_vec(), &last).map_err(write_sm)?;
-        let pushed = txn.pushed;
-        txn.commit().map_err(write_sm)?;
         metrics::histogram!("goim_storage_apply_seconds").record(started.elapsed().as_secs_f64());
         if snapshotting {
             metrics::counter!("goim_storage_applied_while_snapshotting_total")
@@ -198,5 +205,18 @@ where
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, openraft::StorageError<u64>> {
         self.snapshots.open_current().map_err(read_sm)
+    }
+}
+
+/// Runs `f`, which writes to sled, without holding up the runtime's other tasks: sled blocks
+/// a writer while its IO buffers are all being written (a disk stall), and the Raft core,
+/// its network and timers share these threads. On a multi-thread runtime the worker's other
+/// tasks move to another thread meanwhile.
+fn off_the_async_threads<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }

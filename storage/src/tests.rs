@@ -361,7 +361,7 @@ async fn entries_a_purge_left_are_never_read_and_go_when_the_log_opens() {
     log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     log.append_durably((1..=10).map(|i| entry(i, 1, vec![i as u8])).collect()).await.unwrap();
     let purged = LogId::new(CommittedLeaderId::new(1, 1), 20);
-    log.record_purge(purged).unwrap();
+    log.record_purge(purged).await.unwrap();
     assert!(log.try_get_log_entries(0..100).await.unwrap().is_empty());
     let state = log.get_log_state().await.unwrap();
     assert_eq!((state.last_purged_log_id, state.last_log_id), (Some(purged), Some(purged)));

@@ -24,7 +24,7 @@ pub use command::Command;
 pub use error::StorageError;
 pub use log_store::LogStore;
 pub use snapshot::SnapshotFile;
-pub use state_machine::{StateMachine, StateView};
+pub use state_machine::{off_the_async_threads, StateMachine, StateView};
 
 use std::path::Path;
 

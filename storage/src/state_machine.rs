@@ -212,7 +212,7 @@ where
 /// a writer while its IO buffers are all being written (a disk stall), and the Raft core,
 /// its network and timers share these threads. On a multi-thread runtime the worker's other
 /// tasks move to another thread meanwhile.
-fn off_the_async_threads<T>(f: impl FnOnce() -> T) -> T {
+pub fn off_the_async_threads<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use goim_net::quic::{read_frame, write_frame, BiStream, QuicError, StreamHandler};
 use goim_net::rpc::tail::{TailBatch, TailRequest};
 use goim_storage::tables::pushlog;
+use goim_storage::{off_the_async_threads, StorageError};
 use tracing::debug;
 
 use super::Logic;
@@ -62,14 +63,20 @@ impl Logic {
                 None => {}
             }
             changes.borrow_and_update();
-            let head =
-                pushlog::head(view, req.partition).map_err(|e| QuicError::Io(std::io::Error::other(e)))?;
-            if from < head.first_seq {
-                write_frame(&mut stream.send, &TailBatch::Trimmed { first_seq: head.first_seq }).await?;
-                from = head.first_seq;
+            // Off the runtime's threads: a sled read can wait out a disk stall (ARCHITECTURE.md
+            // §8), and the Raft core shares these threads.
+            let (first_seq, records) = off_the_async_threads(|| {
+                let first_seq = pushlog::head(view, req.partition)?.first_seq;
+                Ok::<_, StorageError>((
+                    first_seq,
+                    pushlog::range(view, req.partition, from.max(first_seq), max)?,
+                ))
+            })
+            .map_err(|e| QuicError::Io(std::io::Error::other(e)))?;
+            if from < first_seq {
+                write_frame(&mut stream.send, &TailBatch::Trimmed { first_seq }).await?;
+                from = first_seq;
             }
-            let records = pushlog::range(view, req.partition, from, max)
-                .map_err(|e| QuicError::Io(std::io::Error::other(e)))?;
             if let Some(last) = records.last() {
                 from = last.seq + 1;
                 write_frame(&mut stream.send, &TailBatch::Records(records)).await?;

@@ -29,7 +29,7 @@ use crate::{GoimTypes, StorageError};
 /// Bytes of entries queued and not yet in sled past which `append` waits for the writer.
 const UNWRITTEN_MAX_BYTES: usize = 64 << 20;
 /// Bytes of written entries kept in memory for readers (the oldest go first).
-const TAIL_BYTES: usize = 4 << 20;
+const TAIL_BYTES: usize = 1 << 20;
 /// Requests handled between two flushes at most (the rest wait for the next group).
 const GROUP_MAX: usize = 4096;
 

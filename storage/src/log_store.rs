@@ -351,7 +351,7 @@ impl<C: GoimTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), openraft::StorageError<u64>> {
-        self.writer.truncate(log_id.index).await.map_err(write_logs)
+        self.writer.truncate(log_id.index, self.purged()).await.map_err(write_logs)
     }
 
     /// Records the purge and returns; the entries go in the background. Removing a few

@@ -68,9 +68,11 @@ enum Op<C: GoimTypes> {
         waiter: Waiter<C>,
     },
     Committed(Option<LogId<u64>>),
-    /// Removes the entries from `since` on; answered once done (not flushed).
+    /// Removes the entries from `since` on (the log is purged through `purged`); answered
+    /// once done (not flushed).
     Truncate {
         since: u64,
+        purged: Option<LogId<u64>>,
         done: oneshot::Sender<Result<(), StorageError>>,
     },
     /// Records the purge point; then removes the entries through it in the background when
@@ -269,9 +271,9 @@ impl<C: GoimTypes> LogWriter<C> {
     }
 
     /// Removes the entries from `since` on, and waits until they are gone.
-    pub(crate) async fn truncate(&self, since: u64) -> Result<(), StorageError> {
+    pub(crate) async fn truncate(&self, since: u64, purged: Option<LogId<u64>>) -> Result<(), StorageError> {
         self.tail.remove_from(since);
-        self.ask(|done| Op::Truncate { since, done }).await
+        self.ask(|done| Op::Truncate { since, purged, done }).await
     }
 
     /// Records the purge point and waits until it is written.
@@ -344,8 +346,8 @@ fn handle<C: GoimTypes>(t: &Target, tail: &Tail, op: Op<C>, waiters: &mut Vec<Wa
                 tracing::warn!(error = %e, "committed log id not written");
             }
         }
-        Op::Truncate { since, done } => {
-            let _ = done.send(truncate::<C>(t, since));
+        Op::Truncate { since, purged, done } => {
+            let _ = done.send(truncate::<C>(t, since, purged));
         }
         Op::Purge { log_id, remove, done } => {
             let recorded = write_meta(&t.meta, PURGED, &log_id);
@@ -376,13 +378,9 @@ fn write_meta<T: serde::Serialize>(meta: &sled::Tree, key: &[u8], v: &T) -> Resu
 
 /// The witness stops claiming the entries from `since` on, then they go. Every entry
 /// below `since` was appended before the truncate was asked for, so is in sled by now.
-fn truncate<C: GoimTypes>(t: &Target, since: u64) -> Result<(), StorageError> {
+fn truncate<C: GoimTypes>(t: &Target, since: u64, purged: Option<LogId<u64>>) -> Result<(), StorageError> {
     let before = match since.checked_sub(1) {
         Some(i) => entry_id::<C>(&t.log, i)?,
-        None => None,
-    };
-    let purged = match t.meta.get(PURGED)? {
-        Some(v) => Some(goim_types::serial::decode::<LogId<u64>>(&v)?),
         None => None,
     };
     t.durability.truncating(before.or(purged))?;

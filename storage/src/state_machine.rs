@@ -129,6 +129,7 @@ where
         let tree = self.trees.current();
         let building = self.recording.current();
         let snapshotting = building.is_some();
+        // `pushed` is `None` when nothing was applied (no entries).
         let (replies, pushed) = off_the_async_threads(|| {
             let mut txn = Txn::new(&tree, building);
             let mut replies = Vec::new();
@@ -148,17 +149,15 @@ where
                 last = Some(entry.log_id);
             }
             if last.is_none() {
-                return Ok((replies, false));
+                return Ok((replies, None));
             }
             txn.put(APPLIED.to_vec(), &last)?;
             let pushed = txn.pushed;
             txn.commit()?;
-            Ok::<_, StorageError>((replies, pushed))
+            Ok::<_, StorageError>((replies, Some(pushed)))
         })
         .map_err(write_sm)?;
-        if replies.is_empty() {
-            return Ok(replies);
-        }
+        let Some(pushed) = pushed else { return Ok(replies) };
         metrics::histogram!("goim_storage_apply_seconds").record(started.elapsed().as_secs_f64());
         if snapshotting {
             metrics::counter!("goim_storage_applied_while_snapshotting_total")
@@ -208,9 +207,10 @@ where
     }
 }
 
-/// Runs `f`, which writes to sled, without holding up the runtime's other tasks: sled blocks
-/// a writer while its IO buffers are all being written (a disk stall), and the Raft core,
-/// its network and timers share these threads. On a multi-thread runtime the worker's other
+/// Runs `f`, which calls sled, without holding up the runtime's other tasks: in a disk stall
+/// sled blocks a write while its IO buffers are all being written, and every other sled call
+/// of the process behind it (one process-wide lock), while the Raft core, its network and
+/// timers share these threads. On a multi-thread runtime the worker's other
 /// tasks move to another thread meanwhile.
 pub fn off_the_async_threads<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {

@@ -125,13 +125,12 @@ mod tests {
     use crate::comet::channel::{QueuePolicy, Session};
     use crate::comet::SlowConsumer;
     use std::net::{IpAddr, Ipv4Addr};
-    use tokio_util::sync::CancellationToken;
 
     fn channel(conn: u64, key: &str, room: Option<&str>) -> Arc<Channel> {
         let session = Session { key: key.into(), mid: 1, room: room.map(Into::into), accepts: vec![] };
         let policy = QueuePolicy { capacity: 8, slow: SlowConsumer::Close };
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        Arc::new(Channel::new(conn, ip, session, policy, CancellationToken::new()))
+        Arc::new(Channel::new(conn, ip, session, policy))
     }
 
     fn members(bucket: &Bucket, room: &str) -> Vec<u64> {

@@ -10,13 +10,12 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use goim_net::packet::{encode_batch, split_batch, HEADER_LEN};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use super::{lock, SlowConsumer};
 
@@ -154,23 +153,22 @@ pub struct Channel {
     /// The room stream position and the queue, under one lock: a push takes it once.
     out: Mutex<Outbound>,
     ready: Notify,
-    closed: CancellationToken,
-    /// Set by `close`: checked on every push without touching the token's lock.
+    /// Wakes the connection's task once `shut` is set (a permit waits if it is not waiting).
+    closing: Notify,
+    /// Set by `close`: checked on every push.
     shut: AtomicBool,
+    /// When the next heartbeat is due, in ms on the comet's clock (`idle`): past it the
+    /// sweeper closes the channel. `u64::MAX` until the connection's loop starts.
+    heartbeat_due_ms: AtomicU64,
+    /// Op-4 messages sent on to logic and not yet answered.
+    uplink_in_flight: AtomicUsize,
     /// Set by `finish`: nothing more is queued, the connection closes once the queue is out.
     finishing: AtomicBool,
     policy: QueuePolicy,
 }
 
 impl Channel {
-    /// `closed` is usually a child of the comet's shutdown token.
-    pub fn new(
-        conn: u64,
-        ip: IpAddr,
-        session: Session,
-        policy: QueuePolicy,
-        closed: CancellationToken,
-    ) -> Channel {
+    pub fn new(conn: u64, ip: IpAddr, session: Session, policy: QueuePolicy) -> Channel {
         let mut accepts = session.accepts;
         accepts.sort_unstable();
         accepts.dedup();
@@ -183,8 +181,10 @@ impl Channel {
             accepts: Mutex::new(accepts),
             out: Mutex::new(Outbound::default()),
             ready: Notify::new(),
-            closed,
+            closing: Notify::new(),
             shut: AtomicBool::new(false),
+            heartbeat_due_ms: AtomicU64::new(u64::MAX),
+            uplink_in_flight: AtomicUsize::new(0),
             finishing: AtomicBool::new(false),
             policy,
         }
@@ -353,7 +353,7 @@ impl Channel {
     /// Closes the connection: its task sees it and ends. Idempotent.
     pub fn close(&self) {
         self.shut.store(true, Ordering::Release);
-        self.closed.cancel();
+        self.closing.notify_one();
         lock(&self.out).queue.clear();
     }
 
@@ -370,11 +370,36 @@ impl Channel {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.shut.load(Ordering::Acquire) || self.closed.is_cancelled()
+        self.shut.load(Ordering::Acquire)
     }
 
+    /// Resolves once the channel is closed. Only the connection's own task waits on it.
     pub async fn closed(&self) {
-        self.closed.cancelled().await
+        if !self.is_closed() {
+            self.closing.notified().await
+        }
+    }
+
+    /// A heartbeat (or the start of the connection's loop): the next one is due by `due_ms`.
+    pub fn heartbeat_due_by(&self, due_ms: u64) {
+        self.heartbeat_due_ms.store(due_ms, Ordering::Relaxed);
+    }
+
+    /// Whether the heartbeat due by now (`now_ms`) has not come.
+    pub fn heartbeat_overdue(&self, now_ms: u64) -> bool {
+        self.heartbeat_due_ms.load(Ordering::Relaxed) < now_ms
+    }
+
+    /// Takes one of `most` places for an op-4 message in flight; `false` when all are taken.
+    pub fn take_uplink_place(&self, most: usize) -> bool {
+        self.uplink_in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < most).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Gives back a place `take_uplink_place` took (logic answered).
+    pub fn give_uplink_place(&self) {
+        self.uplink_in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -393,7 +418,7 @@ mod tests {
         };
         let policy = QueuePolicy { capacity, slow };
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        Channel::new(7, ip, session, policy, CancellationToken::new())
+        Channel::new(7, ip, session, policy)
     }
 
     fn frame(n: u8) -> Frame {

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod bucket;
 pub mod channel;
 pub mod conn;
+pub mod idle;
 #[cfg(test)]
 mod logic_failover;
 pub mod online;
@@ -215,6 +216,7 @@ pub struct Comet {
     ws_addr: SocketAddr,
     wss_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
+    clock: idle::Clock,
     admission: Arc<Admission>,
     refuser: Refuser,
     refusals_log: LogEvery,
@@ -250,12 +252,14 @@ pub async fn start(
         ws_addr: ws.local_addr()?,
         wss_addr: wss.as_ref().map(TcpListener::local_addr).transpose()?,
         shutdown,
+        clock: idle::Clock::new(),
         admission: Admission::new(cfg.limits),
         refuser: Refuser::default(),
         refusals_log: LogEvery::new(listen::LOG_INTERVAL),
         cfg,
     });
     endpoint.register(Service::Push, Arc::new(PushHandler::new(&comet)));
+    tokio::spawn(idle::sweep_loop(comet.clone()));
     tokio::spawn(accept(comet.clone(), tcp, Transport::Tcp));
     tokio::spawn(accept(comet.clone(), ws, Transport::Ws));
     if let Some(wss) = wss {
@@ -401,11 +405,21 @@ impl Comet {
     }
 
     /// Adds an authenticated channel; a channel already holding its key is closed.
+    /// A channel registered while the comet shuts down is closed here (the sweeper
+    /// closes those registered before).
     pub fn register(&self, ch: Arc<Channel>) {
-        match self.bucket(&ch.key).put(ch) {
+        match self.bucket(&ch.key).put(ch.clone()) {
             Some(old) => old.close(),
             None => metrics::gauge!("goim_comet_connections").increment(1.0),
         }
+        if self.shutdown.is_cancelled() {
+            ch.close();
+        }
+    }
+
+    /// The clock heartbeat deadlines are kept on.
+    pub fn clock(&self) -> &idle::Clock {
+        &self.clock
     }
 
     /// Removes `ch` if it is still the channel of its key.

@@ -9,11 +9,13 @@ use std::collections::VecDeque;
 use std::io;
 use std::iter::Peekable;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use goim_net::packet::{decode, op, Packet, PacketError};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -66,10 +68,33 @@ fn violation(err: PacketError) -> ReadError {
     }
 }
 
+thread_local! {
+    /// Where a socket read lands first: one buffer per runtime thread, so a waiting
+    /// connection holds no read buffer.
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl TcpSource {
+    /// Reads what the socket has into `buf` (through the thread's read buffer); the
+    /// number of bytes, 0 at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let (half, buf) = (&mut self.half, &mut self.buf);
+        READ_BUF.with_borrow_mut(|scratch| {
+            if scratch.len() < READ_CHUNK {
+                scratch.resize(READ_CHUNK, 0);
+            }
+            let mut read = ReadBuf::new(scratch);
+            ready!(Pin::new(half).poll_read(cx, &mut read))?;
+            buf.extend_from_slice(read.filled());
+            Poll::Ready(Ok(read.filled().len()))
+        })
+    }
+}
+
 impl PacketSource for TcpSource {
     const TRANSPORT: &'static str = "tcp";
 
-    async fn next_packet(&mut self) -> Result<Option<Packet>, ReadError> {
+    fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Packet>, ReadError>> {
         loop {
             if let Some(mut packet) = decode(&mut self.buf, self.max_body).map_err(violation)? {
                 if self.buf.is_empty() && packet.body.len() <= OWN_BODY_UP_TO {
@@ -79,27 +104,22 @@ impl PacketSource for TcpSource {
                     packet.body = Bytes::copy_from_slice(&packet.body);
                     self.buf = BytesMut::new();
                 }
-                return Ok(Some(packet));
+                return Poll::Ready(Ok(Some(packet)));
             }
             if self.buf.is_empty() {
                 // Nothing pending: let the buffer go while the connection idles.
                 self.buf = BytesMut::new();
             }
-            self.half.readable().await.map_err(|e| ReadError::Transport(e.to_string()))?;
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
-            }
-            match self.half.try_read_buf(&mut self.buf) {
-                Ok(0) if self.buf.is_empty() => return Ok(None),
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) if self.buf.is_empty() => return Poll::Ready(Ok(None)),
                 Ok(0) => {
                     let have = self.buf.len();
-                    return Err(ReadError::Violation(format!(
+                    return Poll::Ready(Err(ReadError::Violation(format!(
                         "connection closed inside a packet ({have} bytes pending)"
-                    )));
+                    ))));
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(ReadError::Transport(e.to_string())),
+                Err(e) => return Poll::Ready(Err(ReadError::Transport(e.to_string()))),
             }
         }
     }

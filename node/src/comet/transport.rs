@@ -3,8 +3,9 @@
 //! `conn` and `writer` are written once against these traits.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::task::{Context, Poll};
 
 use goim_net::packet::Packet;
 
@@ -31,8 +32,15 @@ pub trait PacketSource: Send + 'static {
     /// The `transport` metrics label.
     const TRANSPORT: &'static str;
 
-    /// The next packet; `Ok(None)` when the client closed cleanly. Cancel-safe.
-    fn next_packet(&mut self) -> impl Future<Output = Result<Option<Packet>, ReadError>> + Send;
+    /// Polls for the next packet; `Ok(None)` when the client closed cleanly. Input read
+    /// so far is kept in `self`, so a waiting connection holds no read future: it polls
+    /// this afresh on each wake-up.
+    fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Packet>, ReadError>>;
+
+    /// The next packet, as a future (cancel-safe).
+    fn next_packet(&mut self) -> impl Future<Output = Result<Option<Packet>, ReadError>> + Send {
+        poll_fn(move |cx| self.poll_packet(cx))
+    }
 }
 
 pub trait FrameSink: Send + 'static {

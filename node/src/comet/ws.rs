@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -149,23 +150,23 @@ impl<S> WsSource<S> {
 impl<S: WsIo> PacketSource for WsSource<S> {
     const TRANSPORT: &'static str = "ws";
 
-    async fn next_packet(&mut self) -> Result<Option<Packet>, ReadError> {
+    fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Packet>, ReadError>> {
         loop {
-            let message = match self.stream.next().await {
-                None => return Ok(None),
+            let message = match ready!(self.stream.poll_next_unpin(cx)) {
+                None => return Poll::Ready(Ok(None)),
                 Some(Ok(message)) => message,
-                Some(Err(e)) => return read_error(e),
+                Some(Err(e)) => return Poll::Ready(read_error(e)),
             };
             match message {
-                Message::Binary(data) => return self.decode(data),
-                Message::Text(text) => return self.decode(Bytes::from(text)),
-                Message::Close(_) => return Ok(None),
+                Message::Binary(data) => return Poll::Ready(self.decode(data)),
+                Message::Text(text) => return Poll::Ready(self.decode(Bytes::from(text))),
+                Message::Close(_) => return Poll::Ready(Ok(None)),
                 Message::Ping(_) | Message::Pong(_) => {
                     if !self.pings.take(self.ping_rate, Instant::now()) {
                         let _ = self
                             .close_reason
                             .set(CloseFrame { code: CloseCode::Policy, reason: PING_FLOOD.into() });
-                        return Err(ReadError::Flood(PING_FLOOD));
+                        return Poll::Ready(Err(ReadError::Flood(PING_FLOOD)));
                     }
                 }
                 Message::Frame(_) => {}

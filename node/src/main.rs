@@ -109,10 +109,16 @@ enum LogAction {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options: a background thread gives freed pages back to the kernel within
-/// about a second, so RSS follows what is in use.
+/// about a second, so RSS follows what is in use; each thread's cache keeps only objects
+/// up to 1 KiB. A thread's cache is trimmed only as that thread allocates, so the cache of
+/// a thread that went quiet after a burst (an auth storm) stays full: with the default
+/// 32 KiB bound a logic node in its own process kept about 0.7 KB more per session
+/// (docs/BENCHMARKS.md).
+/// `_RJEM_MALLOC_CONF` in the environment overrides these.
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8; 76] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:1024\0";
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

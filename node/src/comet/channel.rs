@@ -354,6 +354,7 @@ impl Channel {
     pub fn close(&self) {
         self.shut.store(true, Ordering::Release);
         self.closing.notify_one();
+        self.ready.notify_one();
         lock(&self.out).queue.clear();
     }
 

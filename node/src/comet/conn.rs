@@ -19,6 +19,7 @@ use goim_net::rpc::logic::{AuthBody, Connected};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::admission::Admitted;
 use super::channel::{Channel, Frame, Session};
 use super::recover::{self, epoch_text, Joined, Plan, Resume};
 use super::transport::{note_read_error, FrameSink, PacketSource};
@@ -59,8 +60,10 @@ pub fn error_body(why: &str) -> Bytes {
     Bytes::from(serde_json::json!({ "error": why }).to_string())
 }
 
-/// Serves one accepted connection until it closes, in one task that reads and writes.
-/// `deadline` ends the handshake.
+/// Serves one accepted connection until it closes, in one task that reads and writes
+/// (this is the task's future: an async fn keeps its arguments for its whole life, so
+/// nothing wraps it). `deadline` ends the handshake; `admitted` holds the connection's
+/// place in the comet's counts until it ends.
 ///
 /// The handshake (auth, logic's answer, the room's replay) runs boxed: its state is large
 /// and short-lived, and an idle connection's task keeps only the small state of `run`.
@@ -70,16 +73,19 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     deadline: Instant,
     mut reader: R,
     sink: W,
+    admitted: Admitted,
 ) {
     let mut writer = Writer::new(sink);
     let Some(conn) = Box::pin(handshake(comet, peer, deadline, &mut reader, &mut writer)).await else {
         writer.close().await;
+        drop(admitted);
         return;
     };
     let idle_timeout = conn.heartbeat.saturating_mul(2);
-    conn.run(reader, &mut writer, idle_timeout).await;
+    conn.run(&mut reader, &mut writer, idle_timeout).await;
     conn.teardown();
     writer.close().await;
+    drop(admitted);
 }
 
 /// Auth through to the channel registered and the auth reply (with the room's replay)
@@ -242,7 +248,7 @@ impl Connection {
     /// future: the reader keeps its own partial input and is polled afresh.
     async fn run<R: PacketSource, W: FrameSink>(
         &self,
-        mut reader: R,
+        reader: &mut R,
         writer: &mut Writer<W>,
         idle_timeout: Duration,
     ) {
@@ -250,9 +256,9 @@ impl Connection {
         let clock = self.comet.clock();
         self.ch.heartbeat_due_by(clock.now_ms().saturating_add(idle_ms));
         loop {
+            // A close wakes `ready` too (one wait fewer in the task's state).
             let packet = tokio::select! {
                 biased;
-                _ = self.ch.closed() => return,
                 _ = self.ch.ready() => None,
                 read = poll_fn(|cx| reader.poll_packet(cx)) => match read {
                     Ok(Some(packet)) => Some(packet),
@@ -263,11 +269,22 @@ impl Connection {
                     }
                 },
             };
+            if self.ch.is_closed() {
+                return;
+            }
             if let Some(packet) = packet {
                 if packet.op == op::HEARTBEAT {
                     self.ch.heartbeat_due_by(clock.now_ms().saturating_add(idle_ms));
                 }
-                if self.handle(packet).await.is_break() {
+                let handled = if packet.op == op::CHANGE_ROOM {
+                    // Boxed: a room change's state (logic's answer, the replay) is large
+                    // and rare; the idle connection's task should not carry room for it.
+                    Box::pin(self.change_room(packet)).await;
+                    self.still_open()
+                } else {
+                    self.handle(packet)
+                };
+                if handled.is_break() {
                     return;
                 }
             }
@@ -284,7 +301,8 @@ impl Connection {
         }
     }
 
-    async fn handle(&self, p: Packet) -> ControlFlow<()> {
+    /// Answers every packet but a room change (`change_room`), without waiting.
+    fn handle(&self, p: Packet) -> ControlFlow<()> {
         let reply = match p.op {
             op::HEARTBEAT => {
                 let online = self.ch.room().map_or(0, |r| self.comet.room_online(&r));
@@ -294,12 +312,6 @@ impl Connection {
             op::SEND_MSG => {
                 self.send_msg(p);
                 return ControlFlow::Continue(());
-            }
-            op::CHANGE_ROOM => {
-                // Boxed: a room change's state (logic's answer, the replay) is large and
-                // rare; the idle connection's task should not carry room for it.
-                Box::pin(self.change_room(&p)).await;
-                return self.still_open();
             }
             op::SUB => {
                 self.ch.subscribe(&parse_ops(&p.body));
@@ -360,7 +372,7 @@ impl Connection {
     /// Records the move with logic, then moves the channel locally (even if logic could
     /// not be told: delivery follows local membership) and replies: the body echoed, or
     /// for a JSON body the new room's offset and whether the asked one was recovered.
-    async fn change_room(&self, p: &Packet) {
+    async fn change_room(&self, p: Packet) {
         let asked = ChangeRoom::is_json(&p.body);
         let target = match ChangeRoom::parse(&p.body) {
             Ok(target) => target,
@@ -471,12 +483,14 @@ mod tests {
         let (read, write) = server.into_split();
         let source = crate::comet::tcp::TcpSource::new(read, 4096);
         let sink = crate::comet::tcp::TcpSink(write);
-        let task = serve(cluster.comet.clone(), peer, Instant::now(), source, sink);
+        let admitted = cluster.comet.admission.admit(peer.ip()).expect("admitted");
+        let task = serve(cluster.comet.clone(), peer, Instant::now(), source, sink, admitted);
         let size = std::mem::size_of_val(&task);
         eprintln!("connection task state {size} B");
         // Two tasks held 896 + 640 B here (debug build) before they were one, and the one
-        // 1,176 B while it kept a timer and a read future.
-        assert!(size <= 800, "connection task state {size} B");
+        // 1,176 B (without the spawned wrapper's copies of the arguments) while it kept a
+        // timer and a read future.
+        assert!(size <= 700, "connection task state {size} B");
     }
 
     #[tokio::test]

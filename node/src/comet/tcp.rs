@@ -37,10 +37,7 @@ pub fn serve(comet: Arc<Comet>, stream: TcpStream, peer: SocketAddr, admitted: A
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let source = TcpSource::new(read, comet.config().max_body);
-    tokio::spawn(async move {
-        conn::serve(comet, peer, deadline, source, TcpSink(write)).await;
-        drop(admitted);
-    });
+    tokio::spawn(conn::serve(comet, peer, deadline, source, TcpSink(write), admitted));
 }
 
 /// What a refused TCP client reads: an op-8 reply with `{"error":"…"}` (docs/PROTOCOL.md §2,

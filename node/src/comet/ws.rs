@@ -58,17 +58,16 @@ pub fn serve(
         let deadline = Instant::now() + comet.config().handshake_timeout;
         let _ = stream.set_nodelay(true);
         match tls {
-            None => upgrade_and_serve(comet, stream, peer, deadline).await,
+            None => upgrade_and_serve(comet, stream, peer, deadline, admitted).await,
             Some(tls) => {
                 let timeout = deadline.saturating_duration_since(Instant::now());
                 // Boxed, like the upgrade: a task keeps the size of its largest state.
                 let accepting = Box::pin(tls.accept(stream, "wss", timeout, comet.shutdown_token()));
                 if let Some(secured) = accepting.await {
-                    upgrade_and_serve(comet, secured, peer, deadline).await;
+                    upgrade_and_serve(comet, secured, peer, deadline, admitted).await;
                 }
             }
         }
-        drop(admitted);
     });
 }
 
@@ -90,7 +89,13 @@ pub fn refusal(refused: Refused) -> Bytes {
 /// The upgrade counts against the handshake timeout, like the auth that follows it. It
 /// runs boxed: the HTTP handshake's state is large and over once the connection is up,
 /// and a task would otherwise keep room for it as long as the connection lives.
-async fn upgrade_and_serve<S: WsIo>(comet: Arc<Comet>, stream: S, peer: SocketAddr, deadline: Instant) {
+async fn upgrade_and_serve<S: WsIo>(
+    comet: Arc<Comet>,
+    stream: S,
+    peer: SocketAddr,
+    deadline: Instant,
+    admitted: Admitted,
+) {
     let config = server_ws_config(comet.config().max_body, comet.config().max_out_frame);
     let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)));
     let ws = tokio::select! {
@@ -117,7 +122,7 @@ async fn upgrade_and_serve<S: WsIo>(comet: Arc<Comet>, stream: S, peer: SocketAd
         ping_rate,
         close_reason: close_reason.clone(),
     };
-    conn::serve(comet, peer, deadline, source, WsSink { sink, close_reason }).await;
+    conn::serve(comet, peer, deadline, source, WsSink { sink, close_reason }, admitted).await;
 }
 
 /// Refuses an upgrade on any path but `/sub` with 404.

@@ -3,7 +3,9 @@
 //! bucket. Room membership changes only here, under the bucket lock, so the index and each
 //! channel's own `room` always agree.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 use super::channel::Channel;
@@ -17,13 +19,36 @@ pub struct Bucket {
 
 #[derive(Default)]
 struct State {
-    channels: HashMap<String, Arc<Channel>>,
+    channels: HashSet<ByKey>,
     rooms: HashMap<String, Room>,
 }
 
+/// A channel in the key index, found by its own key: the index keeps no copy of it.
+struct ByKey(Arc<Channel>);
+
+impl Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl Hash for ByKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.as_str().hash(state);
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &ByKey) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
 impl State {
     fn is_current(&self, ch: &Channel) -> bool {
-        self.channels.get(&ch.key).is_some_and(|current| current.conn == ch.conn)
+        self.channels.get(ch.key.as_str()).is_some_and(|current| current.0.conn == ch.conn)
     }
 
     fn join_room(&mut self, ch: &Arc<Channel>) {
@@ -50,7 +75,7 @@ impl Bucket {
     /// has left its room already; the caller closes it).
     pub fn put(&self, ch: Arc<Channel>) -> Option<Arc<Channel>> {
         let mut state = write(&self.state);
-        let old = state.channels.insert(ch.key.clone(), ch.clone());
+        let old = state.channels.replace(ByKey(ch.clone())).map(|old| old.0);
         if let Some(old) = &old {
             state.leave_room(old);
         }
@@ -64,7 +89,7 @@ impl Bucket {
         if !state.is_current(ch) {
             return false;
         }
-        state.channels.remove(&ch.key);
+        state.channels.remove(ch.key.as_str());
         state.leave_room(ch);
         true
     }
@@ -85,7 +110,7 @@ impl Bucket {
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Channel>> {
-        read(&self.state).channels.get(key).cloned()
+        read(&self.state).channels.get(key).map(|current| current.0.clone())
     }
 
     pub fn conn_count(&self) -> usize {
@@ -106,7 +131,7 @@ impl Bucket {
 
     /// Calls `f` for each channel in this bucket, under the read lock.
     pub fn for_each(&self, mut f: impl FnMut(&Arc<Channel>)) {
-        read(&self.state).channels.values().for_each(&mut f);
+        read(&self.state).channels.iter().for_each(|current| f(&current.0));
     }
 
     /// Adds this bucket's per-room member counts to `counts`.

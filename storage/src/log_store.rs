@@ -169,7 +169,7 @@ impl<C: GoimTypes> LogStore<C> {
         let (entries, last) = encode_all(entries)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.writer.append(entries, last, Waiter::Caller(tx)).await;
-        rx.await.map_err(|_| StorageError::LogWrite("the log writer stopped".into()))?
+        rx.await.map_err(|_| crate::log_writer::stopped())?
     }
 
     /// Records that the log is purged through `log_id`: from now on no entry up to it is
@@ -247,6 +247,15 @@ fn bound(b: Bound<&u64>) -> Bound<[u8; 8]> {
     }
 }
 
+/// Whether the range from `start` to `end` holds any index.
+fn reaches(start: u64, end: Bound<u64>) -> bool {
+    match end {
+        Bound::Included(e) => start <= e,
+        Bound::Excluded(e) => start < e,
+        Bound::Unbounded => true,
+    }
+}
+
 impl<C: GoimTypes> RaftLogReader<C> for LogStore<C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -263,12 +272,7 @@ impl<C: GoimTypes> RaftLogReader<C> for LogStore<C> {
         }
         .max(purged_below);
         let end = range.end_bound().cloned();
-        let empty = match end {
-            Bound::Included(e) => start > e,
-            Bound::Excluded(e) => start >= e,
-            Bound::Unbounded => false,
-        };
-        if empty {
+        if !reaches(start, end) {
             return Ok(Vec::new());
         }
         // The writer's tail first: what is below its first entry is in sled (the writer
@@ -279,14 +283,9 @@ impl<C: GoimTypes> RaftLogReader<C> for LogStore<C> {
             None => end,
         };
         let mut out = Vec::new();
-        let from_sled = match stored_end {
-            Bound::Included(e) => start <= e,
-            Bound::Excluded(e) => start < e,
-            Bound::Unbounded => true,
-        };
         // Not even an empty range of sled when the tail has it all: a sled read may wait on
         // a write stuck on the disk.
-        if from_sled {
+        if reaches(start, stored_end) {
             for kv in self.log.range((Bound::Included(start.to_be_bytes()), bound(stored_end.as_ref()))) {
                 let (k, v) = kv.map_err(read_logs)?;
                 out.push(decode_entry::<C>(&k, &v).map_err(read_logs)?);

@@ -220,7 +220,7 @@ pub(crate) struct Target {
     pub(crate) durability: Durability,
 }
 
-fn stopped() -> StorageError {
+pub(crate) fn stopped() -> StorageError {
     StorageError::LogWrite("the log writer stopped".into())
 }
 

@@ -62,7 +62,7 @@ pub fn error_body(why: &str) -> Bytes {
 
 /// Serves one accepted connection until it closes, in one task that reads and writes
 /// (this is the task's future: an async fn keeps its arguments for its whole life, so
-/// nothing wraps it). `deadline` ends the handshake; `admitted` holds the connection's
+/// nothing wraps it). `deadline` ends the handshake; `_admitted` holds the connection's
 /// place in the comet's counts until it ends.
 ///
 /// The handshake (auth, logic's answer, the room's replay) runs boxed: its state is large
@@ -73,19 +73,17 @@ pub async fn serve<R: PacketSource, W: FrameSink>(
     deadline: Instant,
     mut reader: R,
     sink: W,
-    admitted: Admitted,
+    _admitted: Admitted,
 ) {
     let mut writer = Writer::new(sink);
     let Some(conn) = Box::pin(handshake(comet, peer, deadline, &mut reader, &mut writer)).await else {
         writer.close().await;
-        drop(admitted);
         return;
     };
     let idle_timeout = conn.heartbeat.saturating_mul(2);
     conn.run(&mut reader, &mut writer, idle_timeout).await;
     conn.teardown();
     writer.close().await;
-    drop(admitted);
 }
 
 /// Auth through to the channel registered and the auth reply (with the room's replay)

@@ -9,6 +9,8 @@
 //!   file stream in the same command (`push.rs`, `jetstream.rs`).
 //! - `failover`: leader kills under push load, kill → first acknowledged push (`failover.rs`).
 //! - `recover`: a reconnect storm against a running node (`recover.rs`).
+//! - `disk`: the fdatasync latency of the disk under a data directory, the floor under push
+//!   latency with every write fsync'd before its ack (`disk.rs`).
 //! - `plot`: deliveries/s and p99 against subscriber count, drawn from `--json` runs
 //!   (`plot.rs`).
 //!
@@ -16,6 +18,7 @@
 //! `worker/`), at most ~15,000 sockets each over several source addresses, so one process's
 //! 20,000 open files and one address's ports are never the limit.
 mod conns;
+mod disk;
 mod failover;
 mod fleet;
 mod hist;
@@ -52,6 +55,9 @@ enum Bench {
     Failover(failover::FailoverArgs),
     /// Reconnect storm: N clients resume at once, each replaying M missed room messages.
     Recover(recover::RecoverArgs),
+    /// fdatasync latency of the disk under a directory (a node's data dir): what every
+    /// acknowledged push waits for.
+    Disk(disk::DiskArgs),
     /// Draws deliveries/s (fanout runs) and p99 (latency runs) against subscriber count
     /// from `--json` output, as SVG.
     Plot(plot::PlotArgs),
@@ -76,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             Bench::Push(args) => push::run(args).await,
             Bench::Failover(args) => failover::run(args).await,
             Bench::Recover(args) => recover::run(args).await.map(|()| 0),
+            Bench::Disk(args) => disk::run(args).await,
             Bench::Plot(args) => plot::run(&args).map(|()| 0),
             Bench::Worker(_) => Ok(0),
         }

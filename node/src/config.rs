@@ -130,6 +130,10 @@ settings! {
     raft_batches_in_flight: usize = 2, "GOIM_RAFT_BATCHES_IN_FLIGHT";
     /// Build a Raft snapshot every this many log entries.
     snapshot_every: u64 = 20_000, "GOIM_SNAPSHOT_EVERY";
+    /// How fast a snapshot build may write its file, in MiB/s (0: as fast as it can). A
+    /// build reads and writes the whole state; spread out, it takes less of the cores the
+    /// pushes need at any moment (docs/BENCHMARKS.md, "Snapshots held to a rate").
+    snapshot_mb_per_s: u64 = 32, "GOIM_SNAPSHOT_MB_PER_S";
     /// sled's page cache for the Raft log and state, in MiB (sled's own default is 1 GiB).
     sled_cache_mb: u64 = 32, "GOIM_SLED_CACHE_MB";
     /// Pending connections each client listener (TCP, WebSocket, HTTP) queues before the

@@ -52,11 +52,13 @@ impl<C> GoimTypes for C where
 pub struct StorageConfig {
     /// sled's page cache, in bytes (sled's own default is 1 GB).
     pub cache_bytes: u64,
+    /// How fast a snapshot build writes its file (0: unlimited).
+    pub snapshot_bytes_per_s: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { cache_bytes: 32 << 20 }
+        StorageConfig { cache_bytes: 32 << 20, snapshot_bytes_per_s: 32 << 20 }
     }
 }
 

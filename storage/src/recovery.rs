@@ -81,7 +81,7 @@ pub(crate) fn open_checked<C: GoimTypes>(
     let db = guarded(&paths, "recovering", || open_sled(&paths, config, segment_size))?;
     guarded(&paths, "upgrading the log format", || upgrade_format::<C>(&db, &paths))?;
     let found = guarded(&paths, "verifying", || verify::<C>(&db, &paths))?;
-    let snapshots = SnapshotDir::open(data_dir)?;
+    let snapshots = SnapshotDir::open(data_dir, config.snapshot_bytes_per_s)?;
     let snapshot = snapshots.verify::<C::Node>()?;
     let (witness, written) = match witness {
         Some((witness, written)) => {

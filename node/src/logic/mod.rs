@@ -77,7 +77,10 @@ impl From<&Config> for ClusterConfig {
         rc.election_min_ms = cfg.raft_election_min_ms;
         rc.election_max_ms = cfg.raft_election_max_ms;
         rc.snapshot_every = cfg.snapshot_every;
-        rc.storage = goim_storage::StorageConfig { cache_bytes: cfg.sled_cache_mb << 20 };
+        rc.storage = goim_storage::StorageConfig {
+            cache_bytes: cfg.sled_cache_mb << 20,
+            snapshot_bytes_per_s: cfg.snapshot_mb_per_s << 20,
+        };
         rc.batches_in_flight = cfg.raft_batches_in_flight;
         let roles = cfg.roles.to_string();
         rc.about = serde_json::json!({ "roles": roles, "http": cfg.http_addr.to_string() }).to_string();

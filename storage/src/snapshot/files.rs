@@ -28,12 +28,14 @@ const RECEIVED: &str = "recv";
 pub(crate) struct SnapshotDir {
     dir: PathBuf,
     next: AtomicU64,
+    /// How fast a build writes its file (0: unlimited).
+    build_bytes_per_s: u64,
 }
 
 impl SnapshotDir {
     /// Creates `<data_dir>/snapshots` if needed and removes temporary files left by a
-    /// previous run.
-    pub(crate) fn open(data_dir: &Path) -> Result<SnapshotDir, StorageError> {
+    /// previous run. Builds into it write at most `build_bytes_per_s` (0: unlimited).
+    pub(crate) fn open(data_dir: &Path, build_bytes_per_s: u64) -> Result<SnapshotDir, StorageError> {
         let dir = data_dir.join("snapshots");
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
         for entry in std::fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, e))? {
@@ -42,7 +44,11 @@ impl SnapshotDir {
                 std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
             }
         }
-        Ok(SnapshotDir { dir, next: AtomicU64::new(1) })
+        Ok(SnapshotDir { dir, next: AtomicU64::new(1), build_bytes_per_s })
+    }
+
+    pub(crate) fn build_bytes_per_s(&self) -> u64 {
+        self.build_bytes_per_s
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -52,7 +52,7 @@ impl Build {
 
     fn write_to(&self, tmp: &Path, meta: &[u8]) -> Result<(), StorageError> {
         let io = |e| StorageError::io(tmp, e);
-        let file = paced::PacedFile::new(File::create(tmp).map_err(io)?);
+        let file = paced::PacedFile::new(File::create(tmp).map_err(io)?, self.dir.build_bytes_per_s());
         let mut writer = format::Writer::new(BufWriter::new(file), meta).map_err(io)?;
         self.recorder.scan(&self.tree, |k, v| writer.pair(k, v).map_err(io))?;
         let file = writer.finish().map_err(io)?.into_inner().map_err(|e| io(e.into_error()))?;

@@ -4,15 +4,24 @@
 //! writeback of each MiB as soon as it is written, after waiting for the MiB before it
 //! (`sync_file_range`, the way databases bound their background writes), spreads it over
 //! the build and leaves the final fsync little to do.
+//!
+//! A build may also be held to a rate (`--snapshot-mb-per-s`): it then sleeps after a step
+//! that came early. Reading and encoding the whole state costs CPU in proportion to what is
+//! written, so the rate bounds the share of the cores a build takes from the push path at
+//! any moment, at the price of a longer build (the log is purged when it ends).
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 /// Bytes between writebacks.
 const STEP: u64 = 1 << 20;
 
 pub(crate) struct PacedFile {
     file: File,
+    /// At most this many bytes a second (0: unlimited), counted from `began`.
+    bytes_per_s: u64,
+    began: Instant,
     written: u64,
     /// Everything before this offset has had its writeback started.
     started: u64,
@@ -21,8 +30,19 @@ pub(crate) struct PacedFile {
 }
 
 impl PacedFile {
-    pub(crate) fn new(file: File) -> PacedFile {
-        PacedFile { file, written: 0, started: 0, settled: 0 }
+    pub(crate) fn new(file: File, bytes_per_s: u64) -> PacedFile {
+        PacedFile { file, bytes_per_s, began: Instant::now(), written: 0, started: 0, settled: 0 }
+    }
+
+    /// Sleeps until writing `written` bytes is on time for the rate.
+    fn keep_to_rate(&self) {
+        if self.bytes_per_s == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.written as f64 / self.bytes_per_s as f64);
+        if let Some(early) = due.checked_sub(self.began.elapsed()) {
+            std::thread::sleep(early);
+        }
     }
 
     /// The file, for the final fsync.
@@ -59,6 +79,7 @@ impl Write for PacedFile {
         self.written += n as u64;
         if self.written - self.started >= STEP {
             self.start_writeback();
+            self.keep_to_rate();
         }
         Ok(n)
     }
@@ -77,7 +98,7 @@ mod tests {
     fn what_is_written_is_the_file_and_writeback_follows_each_step() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut paced = PacedFile::new(File::create(&path).unwrap());
+        let mut paced = PacedFile::new(File::create(&path).unwrap(), 0);
         let block: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
         for _ in 0..10 {
             paced.write_all(&block).unwrap();
@@ -90,5 +111,19 @@ mod tests {
         File::open(&path).unwrap().read_to_end(&mut back).unwrap();
         assert_eq!(back.len(), 3_000_000);
         assert!(back.chunks(300_000).all(|c| c == block.as_slice()));
+    }
+
+    #[test]
+    fn a_rate_spreads_the_writes_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paced = PacedFile::new(File::create(dir.path().join("f")).unwrap(), 20 << 20);
+        let block = vec![7u8; 1 << 20];
+        let began = Instant::now();
+        for _ in 0..4 {
+            paced.write_all(&block).unwrap();
+        }
+        // 4 MiB at 20 MiB/s: each step waits until it is due, the last until 0.2 s.
+        assert!(began.elapsed() >= Duration::from_millis(195), "{:?}", began.elapsed());
+        assert_eq!(paced.written, 4 << 20);
     }
 }

@@ -1,7 +1,8 @@
 //! Pushes end to end on one node (the real binary): TCP and WebSocket clients in one room get
 //! key, mid, room and broadcast pushes exactly once with the right op and body (TCP as inner
 //! packets, WS as op-9 frames), `accepts` filtering, seqs in the HTTP reply, heartbeat online
-//! counts, `/goim/online/*`, and counts falling on leave and on a silent client's expiry.
+//! counts, `/goim/online/*`, counts falling on leave and on a silent client's expiry, and the
+//! job's offset reaching the log's head once pushes stop.
 mod common;
 
 use std::time::Duration;
@@ -142,6 +143,17 @@ async fn pushes_reach_tcp_and_ws_clients_exactly_once() {
         .await
         .unwrap();
     assert_eq!(reply.room_seq, 0);
+
+    // Offsets are committed beside delivery, at most every 200 ms: once pushes stop, the
+    // job's committed offset reaches the log's head (nothing left for a successor to resend
+    // but what came since).
+    let status = eventually(Duration::from_secs(10), "the job's offset at the log's head", || async {
+        let s = get(&format!("{http}/cluster/status")).await["data"].take();
+        (s["jobs"][0]["lag"] == 0).then_some(s)
+    })
+    .await;
+    assert_eq!(status["jobs"][0]["offset"], status["push_log"]["last_seq"], "{status}");
+    assert!(status["jobs"][0]["offset"].as_u64() >= Some(s4 + 50), "{status}");
 }
 
 async fn room_count(http: &str) -> u64 {

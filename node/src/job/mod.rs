@@ -16,6 +16,7 @@ use goim_net::rpc::logic_client::LogicClient;
 use goim_net::rpc::record::Partition;
 use goim_net::rpc::PushRecord;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -46,7 +47,9 @@ impl From<&Config> for JobConfig {
     }
 }
 
-/// Commit the offset at least this often while records flow (and whenever idle).
+/// Commit the offset at most this often, and this long after a delivery at the latest. A
+/// commit is a Raft write: it runs beside delivery, one at a time, so no batch waits for
+/// one. A job taking over resends at most what was delivered since (comets drop it by seq).
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
 const RETRY: Duration = Duration::from_millis(300);
 /// How soon to look again for comets when none is registered.
@@ -96,22 +99,25 @@ async fn run(
     comets.restart();
     let mut committed = offset;
     let mut last_commit = Instant::now();
+    let mut committing: Option<JoinHandle<anyhow::Result<u64>>> = None;
     'tail: loop {
         let (tx, mut rx) = mpsc::channel::<Vec<PushRecord>>(16);
         let reader = tokio::spawn(tail::read(logic.clone(), cfg.partition, offset + 1, tx));
         loop {
             let retry_at = comets.retry_at();
-            let retry = async {
-                match retry_at {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let commit_at = (committing.is_none() && comets.committable(offset) > committed)
+                .then(|| last_commit + COMMIT_EVERY);
             let first = tokio::select! {
                 _ = lost.cancelled() => break 'tail,
                 _ = shutdown.cancelled() => break 'tail,
-                _ = retry => {
+                _ = until(retry_at) => {
                     comets.retry(cfg.partition, offset).await;
+                    None
+                }
+                _ = until(commit_at) => None,
+                done = landed(&mut committing) => {
+                    committing = None;
+                    committed = done?;
                     None
                 }
                 r = rx.recv() => match r {
@@ -146,18 +152,37 @@ async fn run(
                 }
             }
             let due = comets.committable(offset);
-            if due > committed && (rx.is_empty() || last_commit.elapsed() >= COMMIT_EVERY) {
-                commit(cfg, logic, due).await?;
-                committed = due;
+            if committing.is_none() && due > committed && last_commit.elapsed() >= COMMIT_EVERY {
+                let (cfg, logic) = (cfg.clone(), logic.clone());
+                committing = Some(tokio::spawn(async move { commit(&cfg, &logic, due).await.map(|()| due) }));
                 last_commit = Instant::now();
             }
         }
+    }
+    if let Some(in_flight) = committing {
+        committed = committed.max(in_flight.await??);
     }
     let due = comets.committable(offset);
     if due > committed {
         commit(cfg, logic, due).await?;
     }
     Ok(())
+}
+
+/// The offset the commit in flight committed, once it has; never when none is in flight.
+async fn landed(committing: &mut Option<JoinHandle<anyhow::Result<u64>>>) -> anyhow::Result<u64> {
+    match committing {
+        Some(in_flight) => in_flight.await?,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`, or for ever when there is nothing to wait for.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn commit(cfg: &JobConfig, logic: &LogicClient, seq: u64) -> anyhow::Result<()> {

@@ -415,6 +415,18 @@ mod tests {
     }
 
     #[test]
+    fn mib_flags_reach_storage_in_bytes_and_saturate() {
+        let storage = |args: &[&str]| goim_raft::ClusterConfig::from(&flags(args).unwrap()).storage;
+        let defaults = storage(&[]);
+        assert_eq!((defaults.cache_bytes, defaults.snapshot_bytes_per_s), (32 << 20, 32 << 20));
+        let set = storage(&["--sled-cache-mb", "8", "--snapshot-mb-per-s", "0"]);
+        assert_eq!((set.cache_bytes, set.snapshot_bytes_per_s), (8 << 20, 0), "0: builds unlimited");
+        let huge = u64::MAX.to_string();
+        let huge = storage(&["--sled-cache-mb", &huge, "--snapshot-mb-per-s", &huge]);
+        assert_eq!((huge.cache_bytes, huge.snapshot_bytes_per_s), (u64::MAX, u64::MAX));
+    }
+
+    #[test]
     fn lists_and_policies_are_parsed_once_into_types() {
         let cfg = flags(&[
             "--roles",

@@ -78,8 +78,8 @@ impl From<&Config> for ClusterConfig {
         rc.election_max_ms = cfg.raft_election_max_ms;
         rc.snapshot_every = cfg.snapshot_every;
         rc.storage = goim_storage::StorageConfig {
-            cache_bytes: cfg.sled_cache_mb << 20,
-            snapshot_bytes_per_s: cfg.snapshot_mb_per_s << 20,
+            cache_bytes: cfg.sled_cache_mb.saturating_mul(1 << 20),
+            snapshot_bytes_per_s: cfg.snapshot_mb_per_s.saturating_mul(1 << 20),
         };
         rc.batches_in_flight = cfg.raft_batches_in_flight;
         let roles = cfg.roles.to_string();

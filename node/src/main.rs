@@ -112,8 +112,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// about a second, so RSS follows what is in use; each thread's cache keeps only objects
 /// up to 1 KiB. A thread's cache is trimmed only as that thread allocates, so the cache of
 /// a thread that went quiet after a burst (an auth storm) stays full: with the default
-/// 32 KiB bound a logic node in its own process kept about 0.7 KB more per session
-/// (docs/BENCHMARKS.md).
+/// 32 KiB bound a logic node in its own process kept about 0.6 KB more per session
+/// (docs/BENCHMARKS.md, "Idle connections").
 /// `_RJEM_MALLOC_CONF` in the environment overrides these.
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]

@@ -16,8 +16,6 @@ use crate::hist::{Latencies, Percentiles};
 /// Size of the preallocated file the writes cycle through (its length never changes, so a
 /// sync carries no metadata).
 const FILE_BYTES: u64 = 4 << 20;
-/// Syncs slower than these are counted.
-const SLOW_MS: [u64; 2] = [10, 100];
 /// How many of the slowest syncs are listed, with when they happened.
 const WORST_LISTED: usize = 5;
 
@@ -96,34 +94,35 @@ fn probe(dir: &Path, args: &DiskArgs) -> anyhow::Result<DiskResult> {
     let bytes = args.bytes.clamp(1, 64 << 10);
     let record = vec![0x5a_u8; bytes];
     let slots = FILE_BYTES / record.len() as u64;
-    let (started, until) = (Instant::now(), Duration::from_secs_f64(args.seconds.max(0.0)));
+    let until = Duration::try_from_secs_f64(args.seconds)?;
+    let started = Instant::now();
     let mut latencies = Latencies::new();
-    let (mut syncs, mut slow, mut worst) = (0u64, [0u64; 2], Vec::<(f64, f64)>::new());
+    // Every sync: (seconds into the run, milliseconds it took).
+    let mut syncs = Vec::<(f64, f64)>::new();
     while started.elapsed() < until {
-        file.write_all_at(&record, (syncs % slots) * record.len() as u64)?;
+        file.write_all_at(&record, (syncs.len() as u64 % slots) * record.len() as u64)?;
         let t = Instant::now();
         file.sync_data()?;
         let took = t.elapsed();
-        syncs += 1;
         latencies.record(took.as_micros() as u64);
-        for (n, ms) in slow.iter_mut().zip(SLOW_MS) {
-            *n += u64::from(took >= Duration::from_millis(ms));
-        }
-        worst.push((started.elapsed().as_secs_f64(), took.as_secs_f64() * 1000.0));
-        worst.sort_by(|a, b| b.1.total_cmp(&a.1));
-        worst.truncate(WORST_LISTED);
+        syncs.push((started.elapsed().as_secs_f64(), took.as_secs_f64() * 1000.0));
         std::thread::sleep(Duration::from_millis(args.every_ms));
     }
+    let over = |ms: f64| syncs.iter().filter(|(_, took)| *took > ms).count() as u64;
+    let (over_10_ms, over_100_ms) = (over(10.0), over(100.0));
+    let count = syncs.len() as u64;
+    syncs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    syncs.truncate(WORST_LISTED);
     Ok(DiskResult {
         bench: "disk",
         dir: dir.display().to_string(),
         bytes,
-        syncs,
+        syncs: count,
         seconds: started.elapsed().as_secs_f64(),
         latency: latencies.percentiles(),
-        over_10_ms: slow[0],
-        over_100_ms: slow[1],
-        worst,
+        over_10_ms,
+        over_100_ms,
+        worst: syncs,
         unix_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

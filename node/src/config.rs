@@ -91,6 +91,11 @@ settings! {
     comet_ttl_ms: u64 = 30_000, "GOIM_COMET_TTL_MS";
     /// Frames queued per connection before it is a slow consumer.
     outbound_queue: usize = 1024, "GOIM_OUTBOUND_QUEUE";
+    /// Worker threads of a comet that shares its process with logic or a job (0: one per
+    /// core). Fewer leave more of the cores to Raft, the job and the push API: on two
+    /// cores, 1 cut the CPU per delivery of a 10k room by a fifth and raised the 3-node
+    /// latency by a few ms (docs/BENCHMARKS.md, "Comet threads").
+    comet_threads: usize = 0, "GOIM_COMET_THREADS";
     /// What to do with a slow consumer: close | drop.
     slow_consumer: SlowConsumer = SlowConsumer::Close, "GOIM_SLOW_CONSUMER";
     /// Comet zone and weight, as listed by /goim/nodes/*.

@@ -56,7 +56,7 @@ pub async fn run(
     };
 
     let comet_runtime = if cfg.has(Role::Comet) && (cfg.has(Role::Logic) || cfg.has(Role::Job)) {
-        Some(comet_runtime().context("starting the comet's runtime")?)
+        Some(comet_runtime(cfg.comet_threads).context("starting the comet's runtime")?)
     } else {
         None
     };
@@ -117,6 +117,24 @@ pub async fn run(
 /// tasks) does not queue Raft, the push API's acks and the job behind it. On one shared
 /// runtime a 10k-subscriber room took 30 pushes/s; on its own, as many as a comet-only
 /// process (docs/BENCHMARKS.md, issue [perf-fanout]).
-fn comet_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().thread_name("goim-comet").enable_all().build()
+fn comet_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    builder.thread_name("goim-comet").enable_all().build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comet_runtime;
+
+    #[test]
+    fn a_shared_comet_gets_a_thread_per_core_unless_told() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let default = comet_runtime(0).expect("runtime");
+        assert_eq!(default.metrics().num_workers(), cores);
+        let three = comet_runtime(3).expect("runtime");
+        assert_eq!(three.metrics().num_workers(), 3);
+    }
 }

@@ -9,6 +9,7 @@
 //! "ping rate exceeded") and counted, and the write buffer is capped besides.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -44,9 +45,12 @@ const PING_FLOOD: &str = "ping rate exceeded";
 pub trait WsIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WsIo for S {}
 
-/// Upgrades and serves an admitted connection in its own task (after a TLS handshake with
-/// `tls`, within the handshake timeout); its place in the comet's counts is given back
-/// when it ends.
+/// Upgrades an admitted connection (after a TLS handshake with `tls`, within the handshake
+/// timeout), then serves it; its place in the comet's counts is given back when it ends.
+/// The handshakes run in a task of their own, which hands the upgraded connection to a
+/// new one made of `conn::serve` alone: a task keeps room for its largest state for as
+/// long as it lives, and the handshakes' states (a TLS stream's, the HTTP upgrade's) made
+/// every connection's task 2-5.5 KB instead of about 1 KB.
 pub fn serve(
     comet: Arc<Comet>,
     stream: TcpStream,
@@ -54,17 +58,22 @@ pub fn serve(
     admitted: Admitted,
     tls: Option<ClientTls>,
 ) {
+    let deadline = Instant::now() + comet.config().handshake_timeout;
+    let _ = stream.set_nodelay(true);
     tokio::spawn(async move {
-        let deadline = Instant::now() + comet.config().handshake_timeout;
-        let _ = stream.set_nodelay(true);
         match tls {
-            None => upgrade_and_serve(comet, stream, peer, deadline, admitted).await,
+            None => {
+                if let Some(ws) = upgrade(&comet, stream, peer, deadline).await {
+                    tokio::spawn(serve_upgraded(comet, ws, peer, deadline, admitted));
+                }
+            }
             Some(tls) => {
                 let timeout = deadline.saturating_duration_since(Instant::now());
-                // Boxed, like the upgrade: a task keeps the size of its largest state.
-                let accepting = Box::pin(tls.accept(stream, "wss", timeout, comet.shutdown_token()));
-                if let Some(secured) = accepting.await {
-                    upgrade_and_serve(comet, secured, peer, deadline, admitted).await;
+                let Some(secured) = tls.accept(stream, "wss", timeout, comet.shutdown_token()).await else {
+                    return;
+                };
+                if let Some(ws) = upgrade(&comet, secured, peer, deadline).await {
+                    tokio::spawn(serve_upgraded(comet, ws, peer, deadline, admitted));
                 }
             }
         }
@@ -86,32 +95,14 @@ pub fn refusal(refused: Refused) -> Bytes {
     Bytes::from(out)
 }
 
-/// The upgrade counts against the handshake timeout, like the auth that follows it. It
-/// runs boxed: the HTTP handshake's state is large and over once the connection is up,
-/// and a task would otherwise keep room for it as long as the connection lives.
-async fn upgrade_and_serve<S: WsIo>(
+/// The connection's task: `conn::serve` over the upgraded stream's two halves.
+fn serve_upgraded<S: WsIo>(
     comet: Arc<Comet>,
-    stream: S,
+    ws: WebSocketStream<S>,
     peer: SocketAddr,
     deadline: Instant,
     admitted: Admitted,
-) {
-    let config = server_ws_config(comet.config().max_body, comet.config().max_out_frame);
-    let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)));
-    let ws = tokio::select! {
-        _ = comet.shutdown_token().cancelled() => return,
-        upgraded = tokio::time::timeout_at(deadline, upgrade) => match upgraded {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "websocket upgrade failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "websocket upgrade timed out");
-                return;
-            }
-        },
-    };
+) -> impl Future<Output = ()> + Send {
     let (sink, stream) = ws.split();
     let close_reason = Arc::new(OnceLock::new());
     let ping_rate = comet.config().limits.ws_ping_rate;
@@ -122,7 +113,33 @@ async fn upgrade_and_serve<S: WsIo>(
         ping_rate,
         close_reason: close_reason.clone(),
     };
-    conn::serve(comet, peer, deadline, source, WsSink { sink, close_reason }, admitted).await;
+    conn::serve(comet, peer, deadline, source, WsSink { sink, close_reason }, admitted)
+}
+
+/// The HTTP upgrade, within the handshake deadline (which the auth after it counts
+/// against too); `None` when it failed, timed out or the comet is shutting down.
+async fn upgrade<S: WsIo>(
+    comet: &Comet,
+    stream: S,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Option<WebSocketStream<S>> {
+    let config = server_ws_config(comet.config().max_body, comet.config().max_out_frame);
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
+    tokio::select! {
+        _ = comet.shutdown_token().cancelled() => None,
+        upgraded = tokio::time::timeout_at(deadline, upgrade) => match upgraded {
+            Ok(Ok(ws)) => Some(ws),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "websocket upgrade failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "websocket upgrade timed out");
+                None
+            }
+        },
+    }
 }
 
 /// Refuses an upgrade on any path but `/sub` with 404.

@@ -162,7 +162,7 @@ impl Admission {
 
     /// Connections admitted and not yet closed.
     #[cfg(test)]
-    fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }
 

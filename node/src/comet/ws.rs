@@ -244,10 +244,12 @@ impl<S: WsIo> FrameSink for WsSink<S> {
 #[cfg(test)]
 mod tests {
     use crate::comet::admission::ClientLimits;
-    use crate::comet::testkit::{Cluster, TestConfig};
+    use crate::comet::testkit::{auth, wait_until, Cluster, TestConfig};
     use crate::rate::Rate;
     use futures_util::{SinkExt, StreamExt};
     use goim_client::{Client, ClientError};
+    use std::time::Duration;
+    use tokio::net::TcpStream;
     use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode, Message};
 
     #[tokio::test]
@@ -269,6 +271,27 @@ mod tests {
         assert!((4..8).contains(&pongs), "pings within the burst are answered: {pongs}");
         let close = close.expect("a close frame with a reason");
         assert_eq!((close.code, close.reason.as_str()), (CloseCode::Policy, "ping rate exceeded"));
+    }
+
+    /// The place a connection takes at admission travels from the handshake's task to
+    /// the connection's own and is given back when either ends.
+    #[tokio::test]
+    async fn a_websocket_keeps_its_place_from_upgrade_to_close() {
+        let test = TestConfig { handshake_timeout: Duration::from_millis(300), ..TestConfig::default() };
+        let cluster = Cluster::start_with(test).await;
+        let admission = cluster.comet.admission();
+        let mut served = cluster.client(true).await;
+        served.auth(&auth(1, "live://1", &[])).await.unwrap();
+        assert_eq!(admission.open(), 1);
+        let silent = TcpStream::connect(cluster.comet.local_addrs().1).await.unwrap();
+        wait_until(|| admission.open() == 2).await;
+        // No upgrade within the handshake timeout: its place is given back, the served
+        // client keeps its own and is still answered.
+        wait_until(|| admission.open() == 1).await;
+        assert_eq!(served.heartbeat().await.unwrap(), 1);
+        served.close().await.unwrap();
+        wait_until(|| admission.open() == 0).await;
+        drop(silent);
     }
 
     #[tokio::test]

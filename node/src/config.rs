@@ -93,8 +93,8 @@ settings! {
     outbound_queue: usize = 1024, "GOIM_OUTBOUND_QUEUE";
     /// Worker threads of a comet that shares its process with logic or a job (0: one per
     /// core). Fewer leave more of the cores to Raft, the job and the push API: on two
-    /// cores, 1 cut the CPU per delivery of a 10k room by a fifth and raised the 3-node
-    /// latency by a few ms (docs/BENCHMARKS.md, "Comet threads").
+    /// cores, 1 cut the CPU per delivery of a 10k room by a fifth and added 5-13 ms to the
+    /// 3-node latency (docs/BENCHMARKS.md, "Comet threads").
     comet_threads: usize = 0, "GOIM_COMET_THREADS";
     /// What to do with a slow consumer: close | drop.
     slow_consumer: SlowConsumer = SlowConsumer::Close, "GOIM_SLOW_CONSUMER";

@@ -105,8 +105,7 @@ async fn run(
         let reader = tokio::spawn(tail::read(logic.clone(), cfg.partition, offset + 1, tx));
         loop {
             let retry_at = comets.retry_at();
-            let commit_at = (committing.is_none() && comets.committable(offset) > committed)
-                .then(|| last_commit + COMMIT_EVERY);
+            let commit_at = next_commit(&committing, comets.committable(offset), committed, last_commit);
             let first = tokio::select! {
                 _ = lost.cancelled() => break 'tail,
                 _ = shutdown.cancelled() => break 'tail,
@@ -152,7 +151,7 @@ async fn run(
                 }
             }
             let due = comets.committable(offset);
-            if committing.is_none() && due > committed && last_commit.elapsed() >= COMMIT_EVERY {
+            if next_commit(&committing, due, committed, last_commit).is_some_and(|at| at <= Instant::now()) {
                 let (cfg, logic) = (cfg.clone(), logic.clone());
                 committing = Some(tokio::spawn(async move { commit(&cfg, &logic, due).await.map(|()| due) }));
                 last_commit = Instant::now();
@@ -167,6 +166,17 @@ async fn run(
         commit(cfg, logic, due).await?;
     }
     Ok(())
+}
+
+/// When the next offset commit may start: `COMMIT_EVERY` after the last one, and not while
+/// one is in flight or when nothing new (`due`) is committable.
+fn next_commit(
+    committing: &Option<JoinHandle<anyhow::Result<u64>>>,
+    due: u64,
+    committed: u64,
+    last_commit: Instant,
+) -> Option<Instant> {
+    (committing.is_none() && due > committed).then(|| last_commit + COMMIT_EVERY)
 }
 
 /// The offset the commit in flight committed, once it has; never when none is in flight.

@@ -96,7 +96,6 @@ fn probe(dir: &Path, args: &DiskArgs) -> anyhow::Result<DiskResult> {
     let slots = FILE_BYTES / record.len() as u64;
     let until = Duration::try_from_secs_f64(args.seconds)?;
     let started = Instant::now();
-    let mut latencies = Latencies::new();
     // Every sync: (seconds into the run, milliseconds it took).
     let mut syncs = Vec::<(f64, f64)>::new();
     while started.elapsed() < until {
@@ -104,9 +103,12 @@ fn probe(dir: &Path, args: &DiskArgs) -> anyhow::Result<DiskResult> {
         let t = Instant::now();
         file.sync_data()?;
         let took = t.elapsed();
-        latencies.record(took.as_micros() as u64);
         syncs.push((started.elapsed().as_secs_f64(), took.as_secs_f64() * 1000.0));
         std::thread::sleep(Duration::from_millis(args.every_ms));
+    }
+    let mut latencies = Latencies::new();
+    for (_, ms) in &syncs {
+        latencies.record((ms * 1000.0) as u64);
     }
     let over = |ms: f64| syncs.iter().filter(|(_, took)| *took > ms).count() as u64;
     let (over_10_ms, over_100_ms) = (over(10.0), over(100.0));
@@ -123,9 +125,7 @@ fn probe(dir: &Path, args: &DiskArgs) -> anyhow::Result<DiskResult> {
         over_10_ms,
         over_100_ms,
         worst: syncs,
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: crate::stamp::now_ns() / 1_000_000_000,
     })
 }
 

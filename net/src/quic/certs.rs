@@ -121,6 +121,12 @@ mod tests {
         let tls = ClusterTls::from_pem_files(&d.join("ca.pem"), &d.join("n1.pem"), &d.join("n1.key"));
         assert!(tls.expect("loads").is_mutual());
         assert!(ClusterTls::from_pem_files(&d.join("ca.pem"), &d.join("n2.pem"), &d.join("n2.key")).is_ok());
+        // Another node's key with this node's certificate: both files are named.
+        let e = ClusterTls::from_pem_files(&d.join("ca.pem"), &d.join("n1.pem"), &d.join("n2.key"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("n1.pem: not the certificate of the key in") && e.contains("n2.key"), "{e}");
         // A certificate of another cluster's CA is refused at load.
         let o = other.path();
         assert!(ClusterTls::from_pem_files(&d.join("ca.pem"), &o.join("n1.pem"), &o.join("n1.key")).is_err());

@@ -14,6 +14,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::QuicError;
@@ -37,8 +38,15 @@ impl ClusterTls {
         if cert_path.exists() && key_path.exists() {
             let cert = std::fs::read(&cert_path)?;
             let key = std::fs::read(&key_path)?;
+            let chain = vec![cert.into()];
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
-            return Ok(ClusterTls { chain: vec![cert.into()], key, ca: None });
+            check_pair(&chain, &key, &cert_path, &key_path).map_err(|why| {
+                QuicError::Tls(format!(
+                    "{why}. These two files are this node's generated dev-mode pair: remove both and \
+                     it generates a new one at start (dev-mode peers accept any certificate)"
+                ))
+            })?;
+            return Ok(ClusterTls { chain, key, ca: None });
         }
         let tls = ClusterTls::generate()?;
         std::fs::create_dir_all(dir)?;
@@ -96,6 +104,7 @@ impl ClusterTls {
                 ca.display()
             ))
         })?;
+        check_pair(&chain, &key_der, cert, key).map_err(QuicError::Tls)?;
         Ok(ClusterTls { chain, key: key_der, ca: Some(roots) })
     }
 
@@ -178,6 +187,24 @@ fn quinn_client(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, QuicEr
     Ok(config)
 }
 
+/// Checks that `key` is a private key rustls can sign with and that the first certificate
+/// of `chain` carries its public key, naming the file at fault. Without this a damaged or
+/// mismatched file shows up only when the endpoint is built, as a TLS error naming neither.
+fn check_pair(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(), String> {
+    let signing = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| format!("{}: not a usable private key: {e}", key_path.display()))?;
+    CertifiedKey::new(chain.to_vec(), signing).keys_match().map_err(|e| {
+        format!("{}: not the certificate of the key in {}: {e}", cert_path.display(), key_path.display())
+    })
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -232,5 +259,52 @@ impl ServerCertVerifier for AnyCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flips the byte at `at` of `path`.
+    fn flip(path: &Path, at: usize) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[at] ^= 0xff;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn error_of(dir: &Path) -> String {
+        match ClusterTls::load_or_generate(dir) {
+            Ok(_) => panic!("a damaged pair was loaded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_damaged_dev_pair_is_refused_naming_the_file_and_the_remedy() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ClusterTls::load_or_generate(dir.path()).unwrap();
+        let again = ClusterTls::load_or_generate(dir.path()).unwrap();
+        assert_eq!(first.chain, again.chain, "the generated pair is reused");
+        assert!(again.server_config().is_ok());
+
+        // The key's first byte is its DER tag: the key no longer parses.
+        flip(&dir.path().join("quic-key.der"), 0);
+        let e = error_of(dir.path());
+        assert!(e.contains("quic-key.der: not a usable private key"), "{e}");
+        assert!(e.contains("remove both"), "{e}");
+
+        // Another node's key beside this node's certificate.
+        let other = tempfile::tempdir().unwrap();
+        ClusterTls::load_or_generate(other.path()).unwrap();
+        std::fs::copy(other.path().join("quic-key.der"), dir.path().join("quic-key.der")).unwrap();
+        let e = error_of(dir.path());
+        assert!(e.contains("quic-cert.der: not the certificate of the key in"), "{e}");
+
+        // Both removed: a new pair.
+        std::fs::remove_file(dir.path().join("quic-key.der")).unwrap();
+        std::fs::remove_file(dir.path().join("quic-cert.der")).unwrap();
+        let fresh = ClusterTls::load_or_generate(dir.path()).unwrap();
+        assert_ne!(fresh.chain, first.chain);
     }
 }

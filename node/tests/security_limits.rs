@@ -225,8 +225,29 @@ async fn http_connection_cap_answers_503_and_recovers() {
     over.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(5), over.read_to_string(&mut answer)).await.unwrap().unwrap();
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains(r#""message":"too many connections""#), "{answer}");
+    let refused = if answer.starts_with("HTTP/1.1 200") {
+        // The harness's last health check may still have held its slot when the 50 came
+        // (its client had closed; the node had not yet seen it): then one of the 50 was
+        // the connection over the cap, and the 51st got the slot freed after it. By now
+        // every held connection is closed (refused, or cut by the header timeout with no
+        // answer).
+        let mut refused = Vec::new();
+        for s in &mut held {
+            let mut got = String::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut got)).await;
+            if !got.is_empty() {
+                refused.push(got);
+            }
+        }
+        assert!(!refused.is_empty(), "the 51st was served and none of the first 50 was refused");
+        refused
+    } else {
+        vec![answer]
+    };
+    for answer in refused {
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains(r#""message":"too many connections""#), "{answer}");
+    }
 
     // The held connections time out; the node answers again, and counted the refusal.
     let m = eventually(Duration::from_secs(10), "/metrics once the idle connections are cut", || async {

@@ -107,6 +107,10 @@ settings! {
     /// Job: most records per push batch, and most body bytes.
     job_batch_records: usize = 1024, "GOIM_JOB_BATCH_RECORDS";
     job_batch_bytes: usize = 1 << 20, "GOIM_JOB_BATCH_BYTES";
+    /// Job: while pushes keep coming, send a batch at most this often (goim's room
+    /// `signal`, which holds room messages up to 1 s). A push arriving after a quiet spell
+    /// goes at once; 0 sends whatever arrived as soon as the previous batch was acked.
+    job_batch_hold_ms: u64 = 0, "GOIM_JOB_BATCH_HOLD_MS";
     /// Job: lease time-to-live on its partition.
     job_lease_ms: u64 = 3_000, "GOIM_JOB_LEASE_MS";
     /// Job: how long a comet that did not take a push batch is left alone. What concerns

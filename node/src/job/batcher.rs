@@ -1,8 +1,14 @@
 //! Batch formation: whatever the tail delivered while the previous batch was in flight is
 //! sent together (so an idle job adds no latency and a busy one sends large batches), cut
-//! at the configured record and byte caps. A batch is the unit comets aggregate room
-//! messages over (one op-9 frame per room per batch).
+//! at the configured record and byte caps. With a hold (`--job-batch-hold-ms`, goim's room
+//! `signal`), a batch also waits out the hold since the previous one while pushes keep
+//! coming: fewer, larger batches and one write per connection for several messages. A
+//! batch is the unit comets aggregate room messages over (one op-9 frame per room per
+//! batch).
+use std::time::Instant;
+
 use goim_net::rpc::PushRecord;
+use tokio::sync::mpsc;
 
 use super::JobConfig;
 
@@ -25,6 +31,26 @@ impl Pending {
 
     pub fn full(&self, cfg: &JobConfig) -> bool {
         self.records.len() >= cfg.batch_records || self.bytes >= cfg.batch_bytes
+    }
+
+    /// Adds what the tail delivers until `until`, the batch is full or the tail ends.
+    pub async fn gather_until(
+        &mut self,
+        rx: &mut mpsc::Receiver<Vec<PushRecord>>,
+        until: Instant,
+        cfg: &JobConfig,
+    ) {
+        let deadline = tokio::time::sleep_until(until.into());
+        tokio::pin!(deadline);
+        while !self.full(cfg) {
+            tokio::select! {
+                () = &mut deadline => return,
+                more = rx.recv() => match more {
+                    Some(more) => self.extend(more),
+                    None => return,
+                },
+            }
+        }
     }
 
     /// Splits into batches of at most `batch_records` records and about `batch_bytes`
@@ -91,6 +117,7 @@ mod tests {
             partition: 0,
             batch_records: records,
             batch_bytes: bytes,
+            batch_hold: Duration::ZERO,
             lease_ttl: Duration::from_secs(1),
             comet_retry: Duration::from_secs(1),
         }
@@ -115,5 +142,34 @@ mod tests {
         assert!(Pending::new(vec![rec(1, 1), rec(2, 1)]).full(&cfg(2, 100)));
         assert!(Pending::new(vec![rec(1, 100)]).full(&cfg(10, 100)));
         assert!(!Pending::new(vec![rec(1, 1)]).full(&cfg(10, 100)));
+    }
+
+    /// The hold gathers what arrives before its end, and stops early when the batch is
+    /// full or the tail ends (virtual clock: nothing here depends on the machine's speed).
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_gathers_until_its_end_or_a_full_batch() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let producer = tokio::spawn(async move {
+            for seq in 2..=40 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                if tx.send(vec![rec(seq, 10)]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let start = tokio::time::Instant::now().into_std();
+        let mut p = Pending::new(vec![rec(1, 10)]);
+        p.gather_until(&mut rx, start + Duration::from_micros(10_500), &cfg(1000, 1 << 20)).await;
+        let seqs: Vec<u64> = p.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "records up to the hold's end, in order");
+
+        let mut p = Pending::new(vec![rec(0, 10)]);
+        p.gather_until(&mut rx, start + Duration::from_secs(60), &cfg(5, 1 << 20)).await;
+        assert_eq!(p.records.len(), 5, "a full batch does not wait the hold out");
+
+        let mut p = Pending::new(vec![rec(0, 10)]);
+        p.gather_until(&mut rx, start + Duration::from_secs(60), &cfg(1000, 1 << 20)).await;
+        assert_eq!(p.records.last().map(|r| r.seq), Some(40), "an ended tail ends the hold");
+        producer.await.expect("producer");
     }
 }

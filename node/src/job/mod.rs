@@ -29,6 +29,8 @@ pub struct JobConfig {
     pub partition: Partition,
     pub batch_records: usize,
     pub batch_bytes: usize,
+    /// The least time between two batches while pushes keep coming (0: none).
+    pub batch_hold: Duration,
     pub lease_ttl: Duration,
     /// How long a comet that failed a batch is left alone (what concerns it is held).
     pub comet_retry: Duration,
@@ -41,6 +43,7 @@ impl From<&Config> for JobConfig {
             partition: 0,
             batch_records: cfg.job_batch_records,
             batch_bytes: cfg.job_batch_bytes,
+            batch_hold: Duration::from_millis(cfg.job_batch_hold_ms),
             lease_ttl: Duration::from_millis(cfg.job_lease_ms),
             comet_retry: Duration::from_millis(cfg.job_comet_retry_ms),
         }
@@ -100,6 +103,7 @@ async fn run(
     let mut committed = offset;
     let mut last_commit = Instant::now();
     let mut committing: Option<JoinHandle<anyhow::Result<u64>>> = None;
+    let mut last_sent: Option<Instant> = None;
     'tail: loop {
         let (tx, mut rx) = mpsc::channel::<Vec<PushRecord>>(16);
         let reader = tokio::spawn(tail::read(logic.clone(), cfg.partition, offset + 1, tx));
@@ -137,6 +141,17 @@ async fn run(
                         Err(_) => break,
                     }
                 }
+                // Pushes keep coming: gather until the hold since the last batch is over.
+                if let Some(hold_until) =
+                    last_sent.map(|at| at + cfg.batch_hold).filter(|at| *at > Instant::now())
+                {
+                    tokio::select! {
+                        _ = lost.cancelled() => break 'tail,
+                        _ = shutdown.cancelled() => break 'tail,
+                        () = pending.gather_until(&mut rx, hold_until, cfg) => {}
+                    }
+                }
+                last_sent = Some(Instant::now());
                 for batch in pending.into_batches(cfg) {
                     let last = batch.last().map(|r| r.seq).unwrap_or(offset);
                     let batch: Arc<[PushRecord]> = batch.into();

@@ -13,6 +13,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
 use tracing::{info, warn};
 
+use crate::check_quorum::{self, CheckQuorum, Quiet};
 use crate::command::{Reply, Request, Write};
 use crate::liveness::{self, LastHeard, Liveness};
 use crate::membership::{self, MembershipChange, MembershipView};
@@ -76,6 +77,7 @@ pub struct Cluster {
     /// When a leader was last heard from (the liveness trigger waits out its lease).
     pub(crate) heard: Arc<LastHeard>,
     _liveness: Liveness,
+    _check_quorum: CheckQuorum,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +116,14 @@ impl Cluster {
         .validate()?;
         let (log, sm) = goim_storage::open::<TypeConfig>(&cfg.data_dir, cfg.storage).await?;
         let view = sm.view();
-        let raft =
-            Raft::new(cfg.node_id, Arc::new(config), QuicNetwork::new(endpoint.clone()), log, sm).await?;
+        let quiet = Quiet::new();
+        let network = QuicNetwork::new(endpoint.clone(), quiet.clone());
+        let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm).await?;
+        let check_quorum = check_quorum::watch(
+            raft.clone(),
+            quiet,
+            check_quorum::Timing::from_lease(Duration::from_millis(cfg.election_max_ms)),
+        );
         let heard = Arc::new(LastHeard::new());
         let timing = liveness::Timing {
             lease: Duration::from_millis(cfg.election_max_ms),
@@ -135,6 +143,7 @@ impl Cluster {
             proposer,
             heard,
             _liveness: liveness,
+            _check_quorum: check_quorum,
         });
         tokio::spawn(proposer::run(Arc::downgrade(&cluster), proposals, cfg.batches_in_flight));
         endpoint.register(Service::Raft, Arc::new(RaftService { cluster: cluster.clone() }));

@@ -16,6 +16,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 
 use super::message::{RaftRpc, RaftRpcReply};
+use crate::check_quorum::Quiet;
 use crate::types::TypeConfig;
 
 /// One request on a peer's Raft stream, its reply matched once by `pick`; a reply of
@@ -35,11 +36,13 @@ pub async fn call_as<T>(
 #[derive(Clone)]
 pub struct QuicNetwork {
     endpoint: Arc<QuicEndpoint>,
+    quiet: Arc<Quiet>,
 }
 
 impl QuicNetwork {
-    pub fn new(endpoint: Arc<QuicEndpoint>) -> Self {
-        QuicNetwork { endpoint }
+    /// `quiet`: while set, this node (a leader no quorum acknowledges) replicates nothing.
+    pub fn new(endpoint: Arc<QuicEndpoint>, quiet: Arc<Quiet>) -> Self {
+        QuicNetwork { endpoint, quiet }
     }
 }
 
@@ -47,12 +50,18 @@ impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        PeerClient { endpoint: self.endpoint.clone(), target, addr: node.addr.clone() }
+        PeerClient {
+            endpoint: self.endpoint.clone(),
+            quiet: self.quiet.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 
 pub struct PeerClient {
     endpoint: Arc<QuicEndpoint>,
+    quiet: Arc<Quiet>,
     target: u64,
     addr: String,
 }
@@ -60,6 +69,18 @@ pub struct PeerClient {
 type RpcErr<E> = RPCError<u64, BasicNode, RaftError<u64, E>>;
 
 impl PeerClient {
+    /// A stranded leader's replication is held back (`check_quorum`): reported as
+    /// `Unreachable`, so openraft backs off instead of retrying at once.
+    // The error type is openraft's, fixed by the `RaftNetwork` signatures.
+    #[allow(clippy::result_large_err)]
+    fn held_back<E: std::error::Error>(&self) -> Result<(), RpcErr<E>> {
+        if !self.quiet.is_quiet() {
+            return Ok(());
+        }
+        let why = std::io::Error::other("keeping quiet: no quorum acknowledged this leader");
+        Err(RPCError::Unreachable(Unreachable::new(&why)))
+    }
+
     async fn call<E: std::error::Error>(
         &self,
         rpc: RaftRpc,
@@ -100,6 +121,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcErr<openraft::error::Infallible>> {
+        self.held_back()?;
         match self.call(RaftRpc::Append(rpc), &option).await? {
             RaftRpcReply::Append(r) => self.remote(r),
             _ => Err(mismatch()),
@@ -111,6 +133,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RpcErr<InstallSnapshotError>> {
+        self.held_back()?;
         match self.call(RaftRpc::Snapshot(rpc.into()), &option).await? {
             RaftRpcReply::Snapshot(r) => self.remote(r),
             _ => Err(mismatch()),

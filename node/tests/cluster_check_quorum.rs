@@ -1,0 +1,127 @@
+//! Check-quorum (raft/src/check_quorum.rs): a leader cut off from a majority but still
+//! reaching one voter keeps that voter's lease on it alive with its heartbeats, and openraft
+//! 0.9 lets no other candidate win while a lease runs. Four real logic voters (as during a
+//! membership change, when jepsen found this) on their own loopback addresses; nftables
+//! drops the traffic between the leader and two of them. The leader then reaches only the
+//! "bridge" voter (2 of 4, no quorum), and the other two reach each other and the bridge:
+//! they can make a majority only with the bridge. The stranded leader must go quiet, a
+//! leader must be elected among the other three, and a push must commit while the cut
+//! holds. Needs root (nftables); CI has it.
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::cluster::{exclusive, Cluster};
+use common::counter;
+
+const TABLE: &str = "goim_check_quorum_test";
+
+/// The nftables table holding the cuts; removed when dropped.
+struct Cuts;
+
+impl Cuts {
+    fn new(pairs: &[(Ipv4Addr, Ipv4Addr)]) -> Cuts {
+        let mut script = format!(
+            "table ip {TABLE} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n"
+        );
+        for (a, b) in pairs {
+            script.push_str(&format!("  ip saddr {a} ip daddr {b} drop\n  ip saddr {b} ip daddr {a} drop\n"));
+        }
+        script.push_str(" }\n}\n");
+        let _ = Command::new("nft").args(["delete", "table", "ip", TABLE]).output();
+        let out = Command::new("nft").args(["-f", "-"]).stdin_script(&script);
+        assert!(out, "nft -f refused:\n{script}");
+        Cuts
+    }
+}
+
+impl Drop for Cuts {
+    fn drop(&mut self) {
+        let _ = Command::new("nft").args(["delete", "table", "ip", TABLE]).output();
+    }
+}
+
+/// Runs a command with `input` on its stdin; whether it succeeded.
+trait StdinScript {
+    fn stdin_script(&mut self, input: &str) -> bool;
+}
+
+impl StdinScript for Command {
+    fn stdin_script(&mut self, input: &str) -> bool {
+        use std::io::Write;
+        let Ok(mut child) = self.stdin(std::process::Stdio::piped()).spawn() else { return false };
+        if let Some(mut stdin) = child.stdin.take() {
+            if stdin.write_all(input.as_bytes()).is_err() {
+                return false;
+            }
+        }
+        child.wait().is_ok_and(|s| s.success())
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn have_nft() -> bool {
+    Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_leader_steps_aside_so_the_voters_it_cannot_reach_elect_another() {
+    if !is_root() || !have_nft() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run this as root with nftables");
+        eprintln!("skipped: needs root and nftables");
+        return;
+    }
+    let _one = exclusive().await;
+    let c = Cluster::start(4, 0, 0).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let bridge = (leader + 1) % 4;
+    let others: Vec<usize> = (0..4).filter(|i| *i != leader && *i != bridge).collect();
+    let ip = |i: usize| c.logic[i].ip;
+    let pairs: Vec<(Ipv4Addr, Ipv4Addr)> = others.iter().map(|o| (ip(leader), ip(*o))).collect();
+    eprintln!(
+        "leader {}, bridge {}: cutting the leader from {:?}",
+        c.logic[leader].name,
+        c.logic[bridge].name,
+        others.iter().map(|o| c.logic[*o].name.as_str()).collect::<Vec<_>>()
+    );
+    let cuts = Cuts::new(&pairs);
+
+    // Pushes go to the bridge, which forwards them to whoever it follows. Until the
+    // stranded leader steps aside, none can commit.
+    let url = format!("{}/goim/push/room?operation=1000&type=live&room=cq", c.logic[bridge].url());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+    let cut_at = Instant::now();
+    let mut committed = None;
+    while cut_at.elapsed() < Duration::from_secs(40) {
+        let reply = client.post(&url).body("while cut").send().await;
+        if let Ok(r) = reply {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if v["code"] == 0 {
+                    committed = Some(v);
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = cut_at.elapsed();
+    let new_leader = c.leader().await;
+    let stranded =
+        counter(&c.metrics(&c.logic[leader]).await.unwrap_or_default(), "goim_raft_stranded_leader_total");
+    drop(cuts);
+    assert!(
+        committed.is_some(),
+        "no push committed in {took:?} while the leader was stranded (leader now {new_leader:?}); \
+         the old leader's log ends:\n{}",
+        c.logic[leader].log_tail(30)
+    );
+    assert!(stranded >= 1.0, "the old leader counted no stranded spell");
+    assert_ne!(new_leader, Some(leader), "the stranded node still leads");
+    eprintln!("a push committed {took:?} after the cut, new leader {new_leader:?}");
+}

@@ -31,8 +31,7 @@ impl Cuts {
         }
         script.push_str(" }\n}\n");
         let _ = Command::new("nft").args(["delete", "table", "ip", TABLE]).output();
-        let out = Command::new("nft").args(["-f", "-"]).stdin_script(&script);
-        assert!(out, "nft -f refused:\n{script}");
+        assert!(nft_script(&script), "nft -f refused:\n{script}");
         Cuts
     }
 }
@@ -43,22 +42,15 @@ impl Drop for Cuts {
     }
 }
 
-/// Runs a command with `input` on its stdin; whether it succeeded.
-trait StdinScript {
-    fn stdin_script(&mut self, input: &str) -> bool;
-}
-
-impl StdinScript for Command {
-    fn stdin_script(&mut self, input: &str) -> bool {
-        use std::io::Write;
-        let Ok(mut child) = self.stdin(std::process::Stdio::piped()).spawn() else { return false };
-        if let Some(mut stdin) = child.stdin.take() {
-            if stdin.write_all(input.as_bytes()).is_err() {
-                return false;
-            }
-        }
-        child.wait().is_ok_and(|s| s.success())
-    }
+/// Loads `script` with `nft -f -`; whether nft took it.
+fn nft_script(script: &str) -> bool {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn()
+    else {
+        return false;
+    };
+    let written = child.stdin.take().is_some_and(|mut stdin| stdin.write_all(script.as_bytes()).is_ok());
+    child.wait().is_ok_and(|s| s.success()) && written
 }
 
 fn is_root() -> bool {

@@ -2,12 +2,11 @@
 //! while steps aside. Without it a leader cut off from a majority but still reaching one
 //! voter keeps that voter's lease on it alive with its heartbeats; the voter then refuses
 //! every other candidate, so no side of the partition can elect a leader until it heals
-//! (the jepsen "bridge" partitions of seeds 124 and 203, 7.6-10.1 s without a commit).
+//! (jepsen seed 203, a `bridge` partition, 7.6 s without a commit; seed 124, a ring, 10.1 s).
 //! openraft has no call that makes a leader a follower, so a stranded leader goes quiet
 //! instead: it sends no AppendEntries (nor snapshot chunks) for a while, the voters it
 //! reaches let their lease on it lapse and elect a leader that reaches a quorum, and when
 //! it speaks again their answers carry the higher vote, which makes it a follower.
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::atomic_instant::AtomicInstant;
 use crate::types::Raft;
 
 type Metrics = RaftMetrics<u64, BasicNode>;
@@ -24,27 +24,21 @@ type Metrics = RaftMetrics<u64, BasicNode>;
 /// and the Raft network.
 #[derive(Debug)]
 pub struct Quiet {
-    since: Instant,
-    until_ms: AtomicU64,
+    until: AtomicInstant,
 }
 
 impl Quiet {
     pub fn new() -> Arc<Quiet> {
-        Arc::new(Quiet { since: Instant::now(), until_ms: AtomicU64::new(0) })
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX)
+        Arc::new(Quiet { until: AtomicInstant::new() })
     }
 
     /// Whether replication is held back now.
     pub fn is_quiet(&self) -> bool {
-        self.now_ms() < self.until_ms.load(Ordering::Relaxed)
+        Instant::now() < self.until.load()
     }
 
     fn hush(&self, for_: Duration) {
-        let ms = u64::try_from(for_.as_millis()).unwrap_or(u64::MAX);
-        self.until_ms.store(self.now_ms().saturating_add(ms), Ordering::Relaxed);
+        self.until.store(Instant::now() + for_);
     }
 }
 
@@ -52,7 +46,7 @@ impl Quiet {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     /// No quorum acknowledged the leader for longer than this: it is stranded. Twice the
-    /// lease: the followers' own election timers have long run out by then.
+    /// lease, so heartbeats lost or late for a few rounds do not count.
     pub stranded: Duration,
     /// How long it keeps quiet: past the lease of the voters it reaches, and long enough
     /// for one of them, or a candidate they now vote for, to win an election.

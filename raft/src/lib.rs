@@ -1,9 +1,10 @@
 //! The Raft layer of a logic node: the openraft type configuration (`types`), the replicated
 //! commands, one file each (`command`), the Raft network over the node's QUIC endpoint
 //! (`network`), the node's Raft lifecycle: start, self-initialisation, forwarded writes
-//! (`cluster`), fast failover when a peer's process dies (`liveness`), a stranded leader stepping aside
-//! (`check_quorum`), membership change (`membership`), group commit of client writes (`proposer`) and what a
-//! member tells another about itself (`status`).
+//! (`cluster`), fast failover when a peer's process dies (`liveness`), a stranded leader
+//! stepping aside (`check_quorum`), membership change (`membership`), group commit of client
+//! writes (`proposer`) and what a member tells another about itself (`status`).
+mod atomic_instant;
 mod check_quorum;
 pub mod cluster;
 pub mod command;

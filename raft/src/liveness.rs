@@ -11,7 +11,6 @@
 //! Only an end *after* the greeting counts, so a port taken by something else, or a slow,
 //! partitioned or restarting peer, never deposes a leader: those fall back to the timers.
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use tracing::{info, warn};
 
 use goim_net::quic::QuicEndpoint;
 
+use crate::atomic_instant::AtomicInstant;
 use crate::types::Raft;
 
 /// What a node says first on a liveness connection: this, then its node id (8 bytes, BE).
@@ -41,27 +41,8 @@ const TRIES: u32 = 6;
 /// Wait between attempts to reach a peer that is down or not yet greeting.
 const RETRY: Duration = Duration::from_millis(200);
 
-/// When this node last heard from a leader (AppendEntries), in ms since `since`.
-#[derive(Debug)]
-pub(crate) struct LastHeard {
-    since: Instant,
-    ms: AtomicU64,
-}
-
-impl LastHeard {
-    pub(crate) fn new() -> LastHeard {
-        LastHeard { since: Instant::now(), ms: AtomicU64::new(0) }
-    }
-
-    pub(crate) fn now(&self) {
-        let ms = self.since.elapsed().as_millis().min(u64::MAX as u128) as u64;
-        self.ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn at(&self) -> Instant {
-        self.since + Duration::from_millis(self.ms.load(Ordering::Relaxed))
-    }
-}
+/// When this node last heard from a leader (AppendEntries, or a snapshot chunk).
+pub(crate) type LastHeard = AtomicInstant;
 
 /// The running detector: the listener and the watchers; stopped when dropped.
 pub(crate) struct Liveness {
@@ -228,7 +209,7 @@ async fn on_death(raft: &Raft, node_id: u64, dead: u64, heard: &LastHeard, timin
     };
     let Some(rank) = rank else { return };
     let mut at =
-        (heard.at() + timing.lease + LEASE_MARGIN).max(Instant::now()) + timing.stagger * rank as u32;
+        (heard.load() + timing.lease + LEASE_MARGIN).max(Instant::now()) + timing.stagger * rank as u32;
     tokio::time::sleep_until(at).await;
     if !leader_was(raft) {
         return;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use goim_net::quic::{serve_unary, BiStream, StreamHandler};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, InstallSnapshotResponse};
+use tokio::time::Instant;
 
 use super::message::{RaftRpc, RaftRpcReply};
 use crate::cluster::Cluster;
@@ -24,7 +25,7 @@ impl StreamHandler for RaftService {
             let raft = &self.cluster.raft;
             match rpc {
                 RaftRpc::Append(r) => {
-                    self.cluster.heard.now();
+                    self.cluster.heard.store(Instant::now());
                     let started = std::time::Instant::now();
                     let reply = raft.append_entries(r).await;
                     // The leader's bound on the whole round trip is the heartbeat interval.
@@ -69,7 +70,7 @@ async fn install_chunk(
         leader_commit: None,
     };
     let beat = || {
-        heard.now();
+        heard.store(Instant::now());
         let (raft, heartbeat) = (raft.clone(), heartbeat.clone());
         // A refusal (a newer vote here) is the chunk's answer too; nothing to do with it.
         tokio::spawn(async move { raft.append_entries(heartbeat).await });

@@ -1,11 +1,16 @@
-//! Serves the HTTP router with bounds `axum::serve` does not offer: hyper's HTTP/1 server
-//! per connection, behind the shared accept loop (`listen`), with
+//! Serves the HTTP router with bounds `axum::serve` does not offer: hyper's server per
+//! connection, behind the shared accept loop (`listen`), speaking HTTP/1.1 or, to a client
+//! that opens with HTTP/2's preface (h2c prior knowledge, or over TLS), HTTP/2: a producer
+//! can then keep many one-message pushes in flight on one connection, their replies
+//! sharing writes. Bounds:
 //! - a cap on concurrent connections (`--http-max-connections`): past it a connection is
 //!   answered 503 and closed, and counted;
 //! - a header timeout (`--http-header-timeout-ms`): a request head must arrive in full
 //!   within it, counted from when the server starts waiting for one (a new connection, or
 //!   the end of the previous response on a kept-alive one: so it is also the keep-alive
-//!   idle timeout, and a client dripping its headers is cut off);
+//!   idle timeout, and a client dripping its headers is cut off); on HTTP/2, the first
+//!   bytes must come within it, and a connection takes at most `H2_MAX_STREAMS` requests
+//!   at once;
 //! - request bodies read in full before any handler runs, within `--max-push-body` bytes
 //!   (a batch push: its own limit, `BATCH_MAX_BYTES`) and `--http-body-timeout-ms`;
 //! - an idle timeout (`--http-idle-timeout-ms`): a connection moving no byte either way for
@@ -28,8 +33,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -50,6 +55,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Bytes of an oversized body read (and discarded) before answering, so the client can
 /// read the answer instead of a connection reset.
 const OVERSIZE_DRAIN: usize = 1 << 20;
+/// Requests one HTTP/2 connection may have in flight (more wait in the client).
+const H2_MAX_STREAMS: u32 = 256;
+/// Largest HTTP/2 request head, decoded (HTTP/1.1's is bounded by hyper's read buffer).
+const H2_MAX_HEADER_LIST: u32 = 64 << 10;
 
 /// The HTTP server's bounds (`goim run` flags).
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +167,8 @@ async fn serve_conn(
     drop(slot);
 }
 
-/// Serves HTTP/1.1 requests on `io` until the connection ends, times out or the node stops.
+/// Serves HTTP/1.1 or HTTP/2 requests on `io` until the connection ends, times out or the
+/// node stops.
 async fn serve_http<S>(
     io: S,
     app: Router,
@@ -169,10 +179,20 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(io);
-    let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     let conn = builder.serve_connection(io, TowerToHyperService::new(app));
     tokio::pin!(conn);
+    // Until its first bytes the connection's protocol is unknown, so no header timer runs:
+    // a client that says nothing is cut off here instead.
+    let first_bytes_due = tokio::time::sleep(limits.header_timeout);
+    tokio::pin!(first_bytes_due);
+    let mut heard = false;
     let mut draining: Option<Instant> = None;
     loop {
         let grace_over = async {
@@ -184,7 +204,7 @@ async fn serve_http<S>(
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {
-                    if e.is_timeout() {
+                    if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
                         metrics::counter!("goim_http_timeouts_total", "kind" => "header").increment(1);
                     } else {
                         tracing::debug!(error = %e, "http connection ended with an error");
@@ -197,6 +217,13 @@ async fn serve_http<S>(
                 draining = Some(Instant::now() + SHUTDOWN_GRACE);
             }
             _ = grace_over => break,
+            () = &mut first_bytes_due, if !heard => {
+                if progress.silent() {
+                    metrics::counter!("goim_http_timeouts_total", "kind" => "header").increment(1);
+                    break;
+                }
+                heard = true;
+            }
             _ = progress.stalled(limits.idle_timeout) => {
                 metrics::counter!("goim_http_timeouts_total", "kind" => "idle").increment(1);
                 break;
@@ -258,7 +285,7 @@ fn refusal(status: StatusCode, code: i32, message: String) -> Response {
     (status, Json(json!({ "code": code, "message": message, "data": null }))).into_response()
 }
 
-/// When a connection last moved a byte, as milliseconds since `start`.
+/// When a connection last moved a byte, as milliseconds since `start` (0: none yet).
 struct Progress {
     start: Instant,
     last_ms: AtomicU64,
@@ -271,7 +298,12 @@ impl Progress {
 
     fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// No byte has moved yet.
+    fn silent(&self) -> bool {
+        self.last_ms.load(Ordering::Relaxed) == 0
     }
 
     /// Resolves once no byte moved for `idle`.

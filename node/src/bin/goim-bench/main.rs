@@ -23,6 +23,7 @@ mod failover;
 mod fleet;
 mod hist;
 mod http1;
+mod http2;
 mod jetstream;
 mod load;
 mod plot;

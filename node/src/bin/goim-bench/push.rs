@@ -1,12 +1,14 @@
 //! `goim-bench push`: acknowledged pushes/s. Concurrent HTTP pushers against goim's logic
 //! voters (each push committed, fsync'd on a majority, before its reply), one message per
-//! request (goim's `/goim/push/room`) or `--batch N` per request (`/goim/push/batch`);
+//! request (goim's `/goim/push/room`) or `--batch N` per request (`/goim/push/batch`),
+//! over HTTP/1.1 (one connection per request in flight) or `--http2` (a few connections);
 //! with `--peer nats`, the same number of messages in flight against a 3-node JetStream
 //! cluster and an R3 file stream, in the same command. Reports acked pushes/s, the ack
 //! latency, the servers' CPU per acked push and the load generator's own CPU
 //! (docs/BENCHMARKS.md, "Acknowledged pushes/s").
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +16,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::http1::Http1;
+use crate::http2::Http2;
 use crate::jetstream;
 use crate::procfs;
 use crate::report::{self, row, thousands, Row};
@@ -43,13 +46,20 @@ pub struct PushArgs {
     /// The nats-server binary (found on PATH or in /usr/sbin when not a path).
     #[arg(long, default_value = "nats-server")]
     nats_bin: String,
-    /// Requests in flight. goim: HTTP connections with one request each. JetStream:
+    /// Requests in flight. goim: HTTP/1.1 connections with one request each (with
+    /// `--http2`, streams over `--http2-connections` connections). JetStream:
     /// `PUB`s in flight, `* batch` of them, shared by `--nats-connections` connections.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
     /// Messages per goim request (0: goim's one-message route, `/goim/push/room`).
     #[arg(long, default_value_t = 0)]
     batch: usize,
+    /// goim: HTTP/2 (h2c prior knowledge) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// With `--http2`: connections the requests in flight share, spread over the targets.
+    #[arg(long, default_value_t = 8)]
+    http2_connections: usize,
     /// JetStream publisher connections.
     #[arg(long, default_value_t = 32)]
     nats_connections: usize,
@@ -151,6 +161,10 @@ pub async fn run(args: PushArgs) -> anyhow::Result<i32> {
         match args.batch {
             0 => format!("{} pushers, one message per request", args.concurrency),
             n => format!("{} pushers × {n} messages per request", args.concurrency),
+        } + &if args.http2 {
+            format!(", goim over HTTP/2 on {} connections", args.http2_connections)
+        } else {
+            String::new()
         }
     );
     let object = json!({
@@ -159,6 +173,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<i32> {
         "body": args.body,
         "concurrency": args.concurrency,
         "batch": args.batch,
+        "http2": args.http2.then_some(args.http2_connections),
         "runs": runs.iter().map(|r| json!({
             "system": r.label,
             "acked": r.pushed.acked,
@@ -219,10 +234,23 @@ async fn run_one(args: &PushArgs, system: System) -> anyhow::Result<Run> {
     let mut tasks = tokio::task::JoinSet::new();
     match system {
         System::Goim => {
+            let shared: Vec<Arc<Http2>> = match args.http2 {
+                true => (0..args.http2_connections.max(1))
+                    .map(|c| Arc::new(Http2::new(targets[c % targets.len()])))
+                    .collect(),
+                false => Vec::new(),
+            };
             for w in 0..args.concurrency {
-                let target = targets[w % targets.len()];
-                let job =
-                    Pusher { target, first: w, rooms: args.rooms.max(1), batch: args.batch, body: args.body };
+                let h2 = (!shared.is_empty()).then(|| shared[w % shared.len()].clone());
+                let target = h2.as_ref().map_or(targets[w % targets.len()], |c| c.target());
+                let job = Pusher {
+                    target,
+                    h2,
+                    first: w,
+                    rooms: args.rooms.max(1),
+                    batch: args.batch,
+                    body: args.body,
+                };
                 tasks.spawn(job.run(deadline));
             }
         }
@@ -250,9 +278,11 @@ async fn run_one(args: &PushArgs, system: System) -> anyhow::Result<Run> {
     })
 }
 
-/// One HTTP pusher: a keep-alive connection, one request in flight.
+/// One HTTP pusher, one request in flight: on a keep-alive HTTP/1.1 connection of its own,
+/// or as a stream of a shared HTTP/2 connection.
 struct Pusher {
     target: SocketAddr,
+    h2: Option<Arc<Http2>>,
     first: usize,
     rooms: usize,
     batch: usize,
@@ -287,31 +317,31 @@ impl Pusher {
                 }
             };
             i += ROOM_STRIDE;
-            let c = match conn.take() {
-                Some(c) if !c.closed => c,
-                _ => match Http1::connect(self.target).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.note(&mut done, format!("connect {}: {e}", self.target));
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+            let mut link = match &self.h2 {
+                Some(h2) => Link::H2(h2.clone()),
+                None => match conn.take() {
+                    Some(c) if !c.closed => Link::H1(c),
+                    _ => match Http1::connect(self.target).await {
+                        Ok(c) => Link::H1(c),
+                        Err(e) => {
+                            self.note(&mut done, format!("connect {}: {e}", self.target));
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
                 },
             };
-            let mut c = c;
             let sent = Instant::now();
-            let outcome = match c.request("POST", &path, &request).await {
-                Ok((200, reply)) => acked_in(reply, messages),
-                Ok((status, reply)) => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(reply))),
-                Err(e) => Err(e.to_string()),
-            };
+            let outcome = link.post(&path, &request, messages).await;
             match outcome {
                 Ok((acked, failed)) => {
                     done.acked += acked;
                     done.failed += failed;
                     let us = sent.elapsed().as_micros().min(u32::MAX as u128) as u32;
                     done.latency_us.extend(std::iter::repeat_n(us, acked as usize));
-                    conn = Some(c);
+                    if let Link::H1(c) = link {
+                        conn = Some(c);
+                    }
                 }
                 Err(e) => {
                     done.failed += messages as u64;
@@ -325,6 +355,31 @@ impl Pusher {
     fn note(&self, done: &mut Pushed, e: String) {
         if done.errors.len() < 2 && !done.errors.contains(&e) {
             done.errors.push(e);
+        }
+    }
+}
+
+/// Where a pusher's request goes: its own HTTP/1.1 connection or a shared HTTP/2 one.
+enum Link {
+    H1(Http1),
+    H2(Arc<Http2>),
+}
+
+impl Link {
+    /// POSTs `body` to `path`: (acked, failed) of its `messages`, or why none was acked.
+    async fn post(&mut self, path: &str, body: &[u8], messages: usize) -> Result<(u64, u64), String> {
+        let refused = |status, reply: &[u8]| format!("HTTP {status}: {}", String::from_utf8_lossy(reply));
+        match self {
+            Link::H1(c) => match c.request("POST", path, body).await {
+                Ok((200, reply)) => acked_in(reply, messages),
+                Ok((status, reply)) => Err(refused(status, reply)),
+                Err(e) => Err(e.to_string()),
+            },
+            Link::H2(c) => match c.post(path, body.to_vec()).await {
+                Ok((200, reply)) => acked_in(&reply, messages),
+                Ok((status, reply)) => Err(refused(status, &reply)),
+                Err(e) => Err(e.to_string()),
+            },
         }
     }
 }

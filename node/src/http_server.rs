@@ -1,6 +1,7 @@
 //! Serves the HTTP router with bounds `axum::serve` does not offer: hyper's server per
 //! connection, behind the shared accept loop (`listen`), speaking HTTP/1.1 or, to a client
-//! that opens with HTTP/2's preface (h2c prior knowledge, or over TLS), HTTP/2: a producer
+//! that opens with HTTP/2's preface (h2c prior knowledge; HTTPS offers only http/1.1 in
+//! ALPN), HTTP/2: a producer
 //! can then keep many one-message pushes in flight on one connection, their replies
 //! sharing writes. Bounds:
 //! - a cap on concurrent connections (`--http-max-connections`): past it a connection is

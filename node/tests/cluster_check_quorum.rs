@@ -6,7 +6,10 @@
 //! "bridge" voter (2 of 4, no quorum), and the other two reach each other and the bridge:
 //! they can make a majority only with the bridge. The stranded leader must go quiet, a
 //! leader must be elected among the other three, and a push must commit while the cut
-//! holds. Needs root (nftables); CI has it.
+//! holds. And a star: five voters cut so that each reaches only one of them, the centre
+//! (the old leader is one of the others, and stranded); the centre, the one voter that
+//! reaches a majority, must be elected and a push commit while the cut holds. Needs root
+//! (nftables); CI has it.
 mod common;
 
 use std::net::Ipv4Addr;
@@ -62,15 +65,21 @@ fn have_nft() -> bool {
     Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stranded_leader_steps_aside_so_the_voters_it_cannot_reach_elect_another() {
+/// `voters` real logic voters, with this test's turn at nftables; `None` (the test is
+/// skipped) without root or nftables, which CI must have.
+async fn cluster_with_nft(voters: usize) -> Option<(tokio::sync::MutexGuard<'static, ()>, Cluster)> {
     if !is_root() || !have_nft() {
         assert!(std::env::var_os("CI").is_none(), "CI must run this as root with nftables");
         eprintln!("skipped: needs root and nftables");
-        return;
+        return None;
     }
-    let _one = exclusive().await;
-    let c = Cluster::start(4, 0, 0).await;
+    let one = exclusive().await;
+    Some((one, Cluster::start(voters, 0, 0).await))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_leader_steps_aside_so_the_voters_it_cannot_reach_elect_another() {
+    let Some((_one, c)) = cluster_with_nft(4).await else { return };
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let bridge = (leader + 1) % 4;
     let others: Vec<usize> = (0..4).filter(|i| *i != leader && *i != bridge).collect();
@@ -86,34 +95,69 @@ async fn a_stranded_leader_steps_aside_so_the_voters_it_cannot_reach_elect_anoth
 
     // Pushes go to the bridge, which forwards them to whoever it follows. Until the
     // stranded leader steps aside, none can commit.
-    let url = format!("{}/goim/push/room?operation=1000&type=live&room=cq", c.logic[bridge].url());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
-    let cut_at = Instant::now();
-    let mut committed = None;
-    while cut_at.elapsed() < Duration::from_secs(40) {
-        let reply = client.post(&url).body("while cut").send().await;
-        if let Ok(r) = reply {
-            if let Ok(v) = r.json::<serde_json::Value>().await {
-                if v["code"] == 0 {
-                    committed = Some(v);
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let took = cut_at.elapsed();
+    let took = first_commit(&c.logic[bridge].url(), "cq", Duration::from_secs(40)).await;
     let new_leader = c.leader().await;
     let stranded =
         counter(&c.metrics(&c.logic[leader]).await.unwrap_or_default(), "goim_raft_stranded_leader_total");
     drop(cuts);
-    assert!(
-        committed.is_some(),
-        "no push committed in {took:?} while the leader was stranded (leader now {new_leader:?}); \
+    let Some(took) = took else {
+        panic!(
+            "no push committed in 40 s while the leader was stranded (leader now {new_leader:?}); \
          the old leader's log ends:\n{}",
-        c.logic[leader].log_tail(30)
-    );
+            c.logic[leader].log_tail(30)
+        );
+    };
     assert!(stranded >= 1.0, "the old leader counted no stranded spell");
     assert_ne!(new_leader, Some(leader), "the stranded node still leads");
     eprintln!("a push committed {took:?} after the cut, new leader {new_leader:?}");
+}
+
+/// Polls a push to `room` through `base` until one commits or `within` runs out: how long
+/// it took.
+async fn first_commit(base: &str, room: &str, within: Duration) -> Option<Duration> {
+    let url = format!("{base}/goim/push/room?operation=1000&type=live&room={room}");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Ok(r) = client.post(&url).body("while cut").send().await {
+            if r.json::<serde_json::Value>().await.is_ok_and(|v| v["code"] == 0) {
+                return Some(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_star_partition_elects_its_centre() {
+    let Some((_one, c)) = cluster_with_nft(5).await else { return };
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    // The centre is a follower: the leader, one of the leaves, reaches only it and is
+    // stranded; every other leaf reaches only the centre too.
+    let centre = (leader + 1) % 5;
+    let leaves: Vec<usize> = (0..5).filter(|i| *i != centre).collect();
+    let ip = |i: usize| c.logic[i].ip;
+    let mut pairs = Vec::new();
+    for (n, a) in leaves.iter().enumerate() {
+        for b in &leaves[n + 1..] {
+            pairs.push((ip(*a), ip(*b)));
+        }
+    }
+    eprintln!(
+        "leader {}, centre {}: cutting the leaves from each other",
+        c.logic[leader].name, c.logic[centre].name
+    );
+    let cuts = Cuts::new(&pairs);
+    let took = first_commit(&c.logic[centre].url(), "star", Duration::from_secs(40)).await;
+    let new_leader = c.leader().await;
+    drop(cuts);
+    let Some(took) = took else {
+        panic!(
+            "no push committed in 40 s of a star partition (leader now {new_leader:?}); the centre's log ends:\n{}",
+            c.logic[centre].log_tail(30)
+        );
+    };
+    assert_eq!(new_leader, Some(centre), "the centre is the only voter that reaches a majority");
+    eprintln!("a push committed {took:?} after the cut");
 }

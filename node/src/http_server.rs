@@ -1,7 +1,7 @@
 //! Serves the HTTP router with bounds `axum::serve` does not offer: hyper's server per
-//! connection, behind the shared accept loop (`listen`), speaking HTTP/1.1 or, to a client
-//! that opens with HTTP/2's preface (h2c prior knowledge; HTTPS offers only http/1.1 in
-//! ALPN), HTTP/2: a producer
+//! connection, behind the shared accept loop (`listen`), speaking HTTP/1.1 or, to a plain
+//! TCP client that opens with HTTP/2's preface (h2c prior knowledge; HTTPS offers only
+//! http/1.1 in ALPN), HTTP/2: a producer
 //! can then keep many one-message pushes in flight on one connection, their replies
 //! sharing writes. Bounds:
 //! - a cap on concurrent connections (`--http-max-connections`): past it a connection is
@@ -9,9 +9,9 @@
 //! - a header timeout (`--http-header-timeout-ms`): a request head must arrive in full
 //!   within it, counted from when the server starts waiting for one (a new connection, or
 //!   the end of the previous response on a kept-alive one: so it is also the keep-alive
-//!   idle timeout, and a client dripping its headers is cut off); on HTTP/2, the first
-//!   bytes must come within it, and a connection takes at most `H2_MAX_STREAMS` requests
-//!   at once;
+//!   idle timeout, and a client dripping its headers is cut off); the preface that tells
+//!   the protocol must come within it too, and an HTTP/2 connection takes at most
+//!   `H2_MAX_STREAMS` requests at once;
 //! - request bodies read in full before any handler runs, within `--max-push-body` bytes
 //!   (a batch push: its own limit, `BATCH_MAX_BYTES`) and `--http-body-timeout-ms`;
 //! - an idle timeout (`--http-idle-timeout-ms`): a connection moving no byte either way for
@@ -19,6 +19,7 @@
 //!
 //! On shutdown it stops accepting, lets requests in flight finish and closes connections.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +35,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -60,6 +61,10 @@ const OVERSIZE_DRAIN: usize = 1 << 20;
 const H2_MAX_STREAMS: u32 = 256;
 /// Largest HTTP/2 request head, decoded (HTTP/1.1's is bounded by hyper's read buffer).
 const H2_MAX_HEADER_LIST: u32 = 64 << 10;
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How often a preface that arrived in part is looked at again.
+const PREFACE_POLL: Duration = Duration::from_millis(5);
 
 /// The HTTP server's bounds (`goim run` flags).
 #[derive(Debug, Clone, Copy)]
@@ -155,12 +160,21 @@ async fn serve_conn(
     metrics::gauge!("goim_http_connections").increment(1.0);
     let _ = stream.set_nodelay(true);
     let progress = Arc::new(Progress::new());
-    let watched = Watched { inner: stream, progress: progress.clone() };
     match tls {
-        None => serve_http(watched, app, limits, &shutdown, &progress).await,
+        None => match tokio::time::timeout(limits.header_timeout, opens_with_h2_preface(&stream)).await {
+            Ok(Ok(h2)) => {
+                let watched = Watched { inner: stream, progress: progress.clone() };
+                serve_http(watched, h2, app, limits, &shutdown, &progress).await;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "http connection failed before its first request"),
+            Err(_) => {
+                metrics::counter!("goim_http_timeouts_total", "kind" => "header").increment(1);
+            }
+        },
         Some(tls) => {
+            let watched = Watched { inner: stream, progress: progress.clone() };
             if let Some(secured) = tls.accept(watched, "https", limits.header_timeout, &shutdown).await {
-                serve_http(secured, app, limits, &shutdown, &progress).await;
+                serve_http(secured, false, app, limits, &shutdown, &progress).await;
             }
         }
     }
@@ -168,10 +182,60 @@ async fn serve_conn(
     drop(slot);
 }
 
-/// Serves HTTP/1.1 or HTTP/2 requests on `io` until the connection ends, times out or the
-/// node stops.
+/// Whether `stream` opens with HTTP/2's preface, looked at without reading it: false as
+/// soon as a byte differs (or the client closes), true once all of it is there.
+async fn opens_with_h2_preface(stream: &TcpStream) -> io::Result<bool> {
+    let mut head = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut head).await?;
+        if n == 0 || head[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        // Part of the preface: peek returns it again at once until more arrives.
+        tokio::time::sleep(PREFACE_POLL).await;
+    }
+}
+
+/// A hyper connection of either version, for the loop that bounds it.
+trait HttpConnection: Future<Output = Result<(), hyper::Error>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> HttpConnection for http1::Connection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S> HttpConnection for http2::Connection<I, S, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// Serves HTTP/2 (`h2`) or HTTP/1.1 requests on `io` until the connection ends, times out
+/// or the node stops.
 async fn serve_http<S>(
     io: S,
+    h2: bool,
     app: Router,
     limits: HttpLimits,
     shutdown: &CancellationToken,
@@ -180,20 +244,29 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(io);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_STREAMS)
-        .max_header_list_size(H2_MAX_HEADER_LIST);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    let service = TowerToHyperService::new(app);
+    if h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(H2_MAX_HEADER_LIST);
+        bound(builder.serve_connection(io, service), limits, shutdown, progress).await;
+    } else {
+        let mut builder = http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+        bound(builder.serve_connection(io, service), limits, shutdown, progress).await;
+    }
+}
+
+/// Runs `conn` within the idle timeout and the shutdown grace.
+async fn bound(
+    conn: impl HttpConnection,
+    limits: HttpLimits,
+    shutdown: &CancellationToken,
+    progress: &Progress,
+) {
     tokio::pin!(conn);
-    // Until its first bytes the connection's protocol is unknown, so no header timer runs:
-    // a client that says nothing is cut off here instead.
-    let first_bytes_due = tokio::time::sleep(limits.header_timeout);
-    tokio::pin!(first_bytes_due);
-    let mut heard = false;
     let mut draining: Option<Instant> = None;
     loop {
         let grace_over = async {
@@ -205,7 +278,7 @@ async fn serve_http<S>(
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {
-                    if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
+                    if e.is_timeout() {
                         metrics::counter!("goim_http_timeouts_total", "kind" => "header").increment(1);
                     } else {
                         tracing::debug!(error = %e, "http connection ended with an error");
@@ -218,13 +291,6 @@ async fn serve_http<S>(
                 draining = Some(Instant::now() + SHUTDOWN_GRACE);
             }
             _ = grace_over => break,
-            () = &mut first_bytes_due, if !heard => {
-                if progress.silent() {
-                    metrics::counter!("goim_http_timeouts_total", "kind" => "header").increment(1);
-                    break;
-                }
-                heard = true;
-            }
             _ = progress.stalled(limits.idle_timeout) => {
                 metrics::counter!("goim_http_timeouts_total", "kind" => "idle").increment(1);
                 break;
@@ -286,7 +352,7 @@ fn refusal(status: StatusCode, code: i32, message: String) -> Response {
     (status, Json(json!({ "code": code, "message": message, "data": null }))).into_response()
 }
 
-/// When a connection last moved a byte, as milliseconds since `start` (0: none yet).
+/// When a connection last moved a byte, as milliseconds since `start`.
 struct Progress {
     start: Instant,
     last_ms: AtomicU64,
@@ -299,12 +365,7 @@ impl Progress {
 
     fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms.max(1), Ordering::Relaxed);
-    }
-
-    /// No byte has moved yet.
-    fn silent(&self) -> bool {
-        self.last_ms.load(Ordering::Relaxed) == 0
+        self.last_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Resolves once no byte moved for `idle`.
@@ -370,5 +431,42 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// What the server side of a connection makes of the bytes `send` writes in turn.
+    async fn sniffed(send: &[&'static [u8]]) -> bool {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let parts = send.to_vec();
+        let client = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            for part in parts {
+                c.write_all(part).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            c
+        });
+        let (server, _) = listener.accept().await.expect("accept");
+        let h2 = opens_with_h2_preface(&server).await.expect("peek");
+        let mut first = [0u8; 3];
+        server.peek(&mut first).await.expect("peek again");
+        drop(client.await);
+        assert!(first != [0; 3], "the sniff consumed nothing");
+        h2
+    }
+
+    #[tokio::test]
+    async fn the_preface_is_told_from_http1_even_when_it_comes_in_parts() {
+        assert!(sniffed(&[H2_PREFACE]).await);
+        assert!(sniffed(&[&H2_PREFACE[..5], &H2_PREFACE[5..]]).await, "in two parts");
+        assert!(!sniffed(&[b"GET /health HTTP/1.1\r\n\r\n"]).await);
+        assert!(!sniffed(&[b"PRI /x HTTP/1.1\r\n\r\n"]).await, "a method named PRI is not the preface");
     }
 }

@@ -199,38 +199,6 @@ async fn opens_with_h2_preface(stream: &TcpStream) -> io::Result<bool> {
     }
 }
 
-/// A hyper connection of either version, for the loop that bounds it.
-trait HttpConnection: Future<Output = Result<(), hyper::Error>> {
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S> HttpConnection for http1::Connection<I, S>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: hyper::body::Body + 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        http1::Connection::graceful_shutdown(self);
-    }
-}
-
-impl<I, S> HttpConnection for http2::Connection<I, S, TokioExecutor>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: hyper::body::Body + 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        http2::Connection::graceful_shutdown(self);
-    }
-}
-
 /// Serves HTTP/2 (`h2`) or HTTP/1.1 requests on `io` until the connection ends, times out
 /// or the node stops.
 async fn serve_http<S>(
@@ -251,17 +219,21 @@ async fn serve_http<S>(
             .timer(TokioTimer::new())
             .max_concurrent_streams(H2_MAX_STREAMS)
             .max_header_list_size(H2_MAX_HEADER_LIST);
-        bound(builder.serve_connection(io, service), limits, shutdown, progress).await;
+        let conn = builder.serve_connection(io, service);
+        bound(conn, http2::Connection::graceful_shutdown, limits, shutdown, progress).await;
     } else {
         let mut builder = http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
-        bound(builder.serve_connection(io, service), limits, shutdown, progress).await;
+        let conn = builder.serve_connection(io, service);
+        bound(conn, http1::Connection::graceful_shutdown, limits, shutdown, progress).await;
     }
 }
 
-/// Runs `conn` within the idle timeout and the shutdown grace.
-async fn bound(
-    conn: impl HttpConnection,
+/// Runs `conn`, a hyper connection of either version, within the idle timeout and the
+/// shutdown grace (`graceful_shutdown` is its version's).
+async fn bound<C: Future<Output = Result<(), hyper::Error>>>(
+    conn: C,
+    graceful_shutdown: fn(Pin<&mut C>),
     limits: HttpLimits,
     shutdown: &CancellationToken,
     progress: &Progress,
@@ -287,7 +259,7 @@ async fn bound(
                 break;
             }
             _ = shutdown.cancelled(), if draining.is_none() => {
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
                 draining = Some(Instant::now() + SHUTDOWN_GRACE);
             }
             _ = grace_over => break,
@@ -458,7 +430,7 @@ mod tests {
         let mut first = [0u8; 3];
         server.peek(&mut first).await.expect("peek again");
         drop(client.await);
-        assert!(first != [0; 3], "the sniff consumed nothing");
+        assert_eq!(first, send[0][..3], "the sniff consumed nothing");
         h2
     }
 

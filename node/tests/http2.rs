@@ -2,7 +2,8 @@
 //! one-message pushes in flight on one connection are each acknowledged once and land in
 //! the room's log once; the body bound holds per request and the connection carries on;
 //! a connection that says nothing, one that stops after the preface and one that sends
-//! garbage frames are closed and counted while the node keeps answering.
+//! garbage frames (refused with a GOAWAY) are closed and counted while the node keeps
+//! answering.
 mod common;
 
 use std::collections::BTreeSet;
@@ -26,19 +27,38 @@ async fn post_h2(http: &reqwest::Client, url: &str, body: String) -> Value {
     r.json().await.unwrap()
 }
 
-/// Reads until the server closes `s`; false when it is still open after `within`.
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 4096];
+/// Reads until the server closes `s`: what it sent, or `None` when `s` is still open
+/// after `within`.
+async fn until_closed(s: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
     let read_to_end = async {
+        let mut buf = [0u8; 4096];
         loop {
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(n) => got.extend_from_slice(&buf[..n]),
             }
         }
     };
-    tokio::time::timeout(within, read_to_end).await.is_ok()
+    tokio::time::timeout(within, read_to_end).await.ok()?;
+    Some(got)
 }
+
+/// The types of the HTTP/2 frames in `bytes`, in order (RFC 9113 §4.1: a 24-bit length,
+/// then the type).
+fn frame_types(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        types.push(bytes[at + 3]);
+        at += 9 + len;
+    }
+    types
+}
+
+/// HTTP/2's GOAWAY frame type.
+const GOAWAY: u8 = 0x7;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_multiplexed_on_one_connection_are_each_acked_and_logged_once() {
@@ -96,12 +116,14 @@ async fn silent_stalled_and_garbage_h2_connections_are_closed_and_counted() {
     garbage.write_all(PREFACE).await.unwrap();
     garbage.write_all(&[0xff; 64]).await.unwrap();
 
-    assert!(
-        closed_within(&mut garbage, Duration::from_secs(5)).await,
-        "garbage frames: connection left open"
-    );
-    assert!(closed_within(&mut silent, Duration::from_secs(5)).await, "silent connection left open");
-    assert!(closed_within(&mut stalled, Duration::from_secs(8)).await, "stalled connection left open");
+    // Refused by HTTP/2 itself (a GOAWAY), not left to the idle timeout.
+    let refused = until_closed(&mut garbage, Duration::from_secs(5)).await.expect("garbage: left open");
+    assert!(frame_types(&refused).contains(&GOAWAY), "garbage frames closed without a GOAWAY: {refused:?}");
+    let said = until_closed(&mut silent, Duration::from_secs(5)).await.expect("silent connection left open");
+    assert!(said.is_empty(), "a silent connection was sent {said:?}");
+    let said =
+        until_closed(&mut stalled, Duration::from_secs(8)).await.expect("stalled connection left open");
+    assert!(!frame_types(&said).is_empty(), "the stalled connection got no SETTINGS before its close");
 
     let health = reqwest::get(format!("{}/health", node.http())).await.unwrap();
     assert!(health.status().is_success());

@@ -18,7 +18,10 @@ const MAX_REPLY: usize = 1 << 20;
 /// One HTTP/2 connection to `target`, opened on first use and again after it fails.
 pub struct Http2 {
     target: SocketAddr,
-    sender: Mutex<Option<SendRequest<Body>>>,
+    /// The open connection's handle, cloned for each request (a lock held for no await).
+    sender: std::sync::Mutex<Option<SendRequest<Body>>>,
+    /// Held while (re)connecting, so one task makes the connection the others wait for.
+    connecting: Mutex<()>,
 }
 
 fn failed(e: impl std::fmt::Display) -> io::Error {
@@ -27,17 +30,25 @@ fn failed(e: impl std::fmt::Display) -> io::Error {
 
 impl Http2 {
     pub fn new(target: SocketAddr) -> Http2 {
-        Http2 { target, sender: Mutex::new(None) }
+        Http2 { target, sender: std::sync::Mutex::new(None), connecting: Mutex::new(()) }
     }
 
     pub fn target(&self) -> SocketAddr {
         self.target
     }
 
+    fn open(&self) -> Option<SendRequest<Body>> {
+        let slot = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
     async fn sender(&self) -> io::Result<SendRequest<Body>> {
-        let mut slot = self.sender.lock().await;
-        if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(sender.clone());
+        if let Some(sender) = self.open() {
+            return Ok(sender);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(sender) = self.open() {
+            return Ok(sender);
         }
         let stream = TcpStream::connect(self.target).await?;
         stream.set_nodelay(true)?;
@@ -46,7 +57,7 @@ impl Http2 {
                 .await
                 .map_err(failed)?;
         tokio::spawn(conn);
-        *slot = Some(sender.clone());
+        *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
         Ok(sender)
     }
 

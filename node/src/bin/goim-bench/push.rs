@@ -154,17 +154,17 @@ pub async fn run(args: PushArgs) -> anyhow::Result<i32> {
         }),
         row("load generator CPU s", &runs, |r| format!("{:.1}", r.loadgen_cpu_s)),
     ];
+    let over = match args.http2 {
+        true => format!(", goim over HTTP/2 on {} connections", args.http2_connections),
+        false => String::new(),
+    };
     let title = format!(
-        "acknowledged pushes, {} s, {} B bodies, {}",
+        "acknowledged pushes, {} s, {} B bodies, {}{over}",
         args.seconds,
         args.body,
         match args.batch {
             0 => format!("{} pushers, one message per request", args.concurrency),
             n => format!("{} pushers × {n} messages per request", args.concurrency),
-        } + &if args.http2 {
-            format!(", goim over HTTP/2 on {} connections", args.http2_connections)
-        } else {
-            String::new()
         }
     );
     let object = json!({

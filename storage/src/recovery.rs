@@ -85,7 +85,9 @@ pub(crate) fn open_checked<C: GoimTypes>(
     let snapshot = snapshots.verify::<C::Node>()?;
     let (witness, written) = match witness {
         Some((witness, written)) => {
-            check_witness::<C>(&db, &found, &written, &paths)?;
+            guarded(&paths, "checking the durability witness", || {
+                check_witness::<C>(&db, &found, &written, &paths)
+            })?;
             (witness, written)
         }
         None => {
@@ -415,7 +417,8 @@ thread_local! {
 }
 
 /// Runs `f` (sled work on possibly damaged files); a panic inside becomes `Damaged`, and its
-/// message goes into the error instead of onto stderr.
+/// message goes into the error instead of onto stderr. A sled error `f` passed up as it came
+/// (by `?`) is told apart here as damage or an operational error, like those mapped inside.
 fn guarded<T>(
     paths: &Paths,
     doing: &str,
@@ -447,10 +450,37 @@ fn guarded<T>(
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     QUIET.with(|q| q.set(false));
     match result {
+        Ok(Err(StorageError::Sled(e))) => Err(sled_error(paths, doing, e)),
         Ok(r) => r,
         Err(_) => {
             let what = CAUGHT.with(|c| c.borrow_mut().take()).unwrap_or_else(|| "panic".into());
             Err(StorageError::damaged(&paths.sled_log, format!("sled panicked while {doing}: {what}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sled reports damage found by a reader as an error passed up by `?` anywhere in the
+    /// opening steps (seen: opening a tree of a truncated log); it must come out as damage.
+    #[test]
+    fn a_sled_error_passed_up_is_told_apart_as_damage_or_not() {
+        let paths = Paths::new(Path::new("/data/node1"));
+        let corrupt = guarded(&paths, "verifying", || -> Result<(), StorageError> {
+            Err(sled::Error::Corruption { at: Some(sled::DiskPtr::Inline(42)), bt: () }.into())
+        });
+        match corrupt {
+            Err(StorageError::Damaged { path, what }) => {
+                assert_eq!(path, paths.sled_log);
+                assert_eq!(what, "sled verifying: corrupted data at file offset 42");
+            }
+            other => panic!("expected Damaged, got {other:?}"),
+        }
+        let locked = guarded(&paths, "recovering", || -> Result<(), StorageError> {
+            Err(sled::Error::Io(std::io::Error::new(std::io::ErrorKind::WouldBlock, "locked")).into())
+        });
+        assert!(matches!(locked, Err(StorageError::Sled(sled::Error::Io(_)))), "{locked:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! Serves the HTTP router with bounds `axum::serve` does not offer: hyper's server per
-//! connection, behind the shared accept loop (`listen`), speaking HTTP/1.1 or, to a plain
-//! TCP client that opens with HTTP/2's preface (h2c prior knowledge; HTTPS offers only
-//! http/1.1 in ALPN), HTTP/2: a producer
+//! connection, behind the shared accept loop (`listen`), speaking HTTP/1.1 or HTTP/2: to a
+//! plain TCP client that opens with HTTP/2's preface (h2c prior knowledge), or a TLS client
+//! whose handshake chose `h2` in ALPN. A producer
 //! can then keep many one-message pushes in flight on one connection, their replies
 //! sharing writes. Bounds:
 //! - a cap on concurrent connections (`--http-max-connections`): past it a connection is
@@ -174,7 +174,8 @@ async fn serve_conn(
         Some(tls) => {
             let watched = Watched { inner: stream, progress: progress.clone() };
             if let Some(secured) = tls.accept(watched, "https", limits.header_timeout, &shutdown).await {
-                serve_http(secured, false, app, limits, &shutdown, &progress).await;
+                let h2 = ClientTls::chose_h2(&secured);
+                serve_http(secured, h2, app, limits, &shutdown, &progress).await;
             }
         }
     }

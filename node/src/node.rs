@@ -82,8 +82,13 @@ pub async fn run(
         Some(tls) => {
             let listener = listen::bind(cfg.https_addr, cfg.listen_backlog)
                 .with_context(|| format!("binding HTTPS {}", cfg.https_addr))?;
-            let serving =
-                crate::http_server::serve(listener, app.clone(), limits, Some(tls), shutdown.clone());
+            let serving = crate::http_server::serve(
+                listener,
+                app.clone(),
+                limits,
+                Some(tls.offering_h2()),
+                shutdown.clone(),
+            );
             Some(tokio::spawn(serving))
         }
         None => None,

@@ -1,5 +1,6 @@
-//! TLS for clients and the HTTP API (`--tls-cert`, `--tls-key`: PEM files): one rustls
-//! server configuration shared by the comet's WSS listener and the HTTPS listener, and the
+//! TLS for clients and the HTTP API (`--tls-cert`, `--tls-key`: PEM files): the rustls
+//! server configuration of the comet's WSS listener (HTTP/1.1 only, for the WebSocket
+//! upgrade) and of the HTTPS listener (the same certificate, also offering HTTP/2), and the
 //! handshake each of their connections goes through before its own protocol starts —
 //! bounded in time, abandoned on shutdown, every failure counted
 //! (`goim_tls_handshake_failures_total{listener}`) and logged at most once per interval.
@@ -19,9 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rate::LogEvery;
 
+/// ALPN names, in the server's order of preference.
+const HTTP1: &[u8] = b"http/1.1";
+const H2: &[u8] = b"h2";
+
 /// The server side of client TLS: a certificate chain and its key.
 #[derive(Clone)]
 pub struct ClientTls {
+    config: Arc<rustls::ServerConfig>,
     acceptor: TlsAcceptor,
     failures_log: Arc<LogEvery>,
 }
@@ -54,12 +60,32 @@ impl ClientTls {
             .with_no_client_auth()
             .with_single_cert(chain, key_der)
             .with_context(|| format!("{} does not go with {}", key.display(), cert.display()))?;
-        // Both listeners speak HTTP/1.1 (the WebSocket upgrade is an HTTP/1.1 request).
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(ClientTls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+        // The WebSocket upgrade is an HTTP/1.1 request (`offering_h2` for the API).
+        config.alpn_protocols = vec![HTTP1.to_vec()];
+        Ok(ClientTls::with(config))
+    }
+
+    fn with(config: rustls::ServerConfig) -> ClientTls {
+        let config = Arc::new(config);
+        ClientTls {
+            acceptor: TlsAcceptor::from(config.clone()),
+            config,
             failures_log: Arc::new(LogEvery::new(crate::listen::LOG_INTERVAL)),
-        })
+        }
+    }
+
+    /// The same certificate, offering HTTP/2 before HTTP/1.1 (the HTTPS API listener): a
+    /// producer can keep many pushes in flight on one connection. Clients that offer no ALPN,
+    /// or only `http/1.1`, get HTTP/1.1 as before.
+    pub fn offering_h2(&self) -> ClientTls {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![H2.to_vec(), HTTP1.to_vec()];
+        ClientTls::with(config)
+    }
+
+    /// Whether the handshake on `tls` chose HTTP/2.
+    pub fn chose_h2<S>(tls: &TlsStream<S>) -> bool {
+        tls.get_ref().1.alpn_protocol() == Some(H2)
     }
 
     /// Runs the server handshake on `stream` within `timeout`; `None` when it failed, timed

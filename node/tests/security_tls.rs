@@ -1,6 +1,7 @@
 //! TLS for clients and the API through the real binary: with `--tls-cert`/`--tls-key` a
 //! WSS client authenticates and receives a push sent over HTTPS, both trusting only the
-//! test's own CA, and `/goim/nodes/weighted` names the WSS port; plain-text clients on the
+//! test's own CA, and `/goim/nodes/weighted` names the WSS port; an HTTPS client offering
+//! `h2` in ALPN gets HTTP/2 and many pushes in flight on its one connection; plain-text clients on the
 //! TLS ports are closed and counted while the plain ports keep working; a node given a key
 //! that does not match its certificate refuses to start, naming the files.
 mod common;
@@ -11,10 +12,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use common::Node;
 use futures_util::{SinkExt, StreamExt};
 use goim_client::AuthRequest;
 use goim_net::packet::{decode_ws_bytes, op, split_batch, Packet};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,16 +67,26 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A TLS connection to `port` trusting only `ca`.
+/// A TLS connection to `port` trusting only `ca`, offering no ALPN.
 async fn tls_connect(ca: &CertificateDer<'static>, port: u16) -> std::io::Result<TlsStream<TcpStream>> {
+    tls_connect_alpn(ca, port, &[]).await
+}
+
+/// A TLS connection to `port` trusting only `ca`, offering `alpn`.
+async fn tls_connect_alpn(
+    ca: &CertificateDer<'static>,
+    port: u16,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     let name = ServerName::try_from("localhost").unwrap();
     TlsConnector::from(Arc::new(config)).connect(name, tcp).await
@@ -170,6 +183,44 @@ async fn a_wss_client_receives_a_push_sent_over_https() {
     assert!(status.contains("200") && pushed["code"] == 0, "{status} {pushed}");
     let got = ws_recv(&mut ws).await;
     assert!(got.iter().any(|p| p.op == 1000 && p.body.as_ref() == b"over tls"), "{got:?}");
+
+    // A client offering h2 and http/1.1 gets HTTP/2; 40 pushes in flight on its one
+    // connection are each acknowledged, and the WSS client receives every one of them.
+    let tls = tls_connect_alpn(&pki.ca, https_port, &[b"h2", b"http/1.1"]).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the HTTPS listener chose h2");
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .expect("an HTTP/2 connection over TLS");
+    tokio::spawn(conn);
+    let pushes = (0..40).map(|i| {
+        let mut sender = sender.clone();
+        async move {
+            let uri =
+                format!("https://localhost:{https_port}/goim/push/room?operation=1000&type=live&room=9");
+            let request = axum::http::Request::post(uri).body(Body::from(format!("h2 {i}"))).unwrap();
+            let reply = sender.send_request(request).await.expect("a reply");
+            assert_eq!(reply.version(), axum::http::Version::HTTP_2);
+            let body = axum::body::to_bytes(Body::new(reply.into_body()), 1 << 20).await.unwrap();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        }
+    });
+    for reply in futures_util::future::join_all(pushes).await {
+        assert_eq!(reply["code"], 0, "{reply}");
+    }
+    let mut h2_bodies = std::collections::BTreeSet::new();
+    while h2_bodies.len() < 40 {
+        for p in ws_recv(&mut ws).await {
+            assert_eq!(p.op, 1000, "{p:?}");
+            assert!(
+                h2_bodies.insert(String::from_utf8_lossy(&p.body).into_owned()),
+                "delivered twice: {p:?}"
+            );
+        }
+    }
+    assert_eq!(h2_bodies, (0..40).map(|i| format!("h2 {i}")).collect());
+    // A client offering only http/1.1 (or nothing, above) is served HTTP/1.1 as before.
+    let tls = tls_connect_alpn(&pki.ca, https_port, &[b"http/1.1"]).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 
     // Plain text on the TLS ports: closed, counted; the plain ports still serve.
     for port in [wss, https_port] {

@@ -57,6 +57,11 @@ impl Found {
     pub(crate) fn record(&self) -> Record {
         Record { last: self.last_entry.or(self.purged), purged: self.purged, vote: self.vote }
     }
+
+    /// Whether there is Raft state to witness. A new db holds only the log format's key.
+    pub(crate) fn holds_raft_state(&self) -> bool {
+        self.record() != Record::default()
+    }
 }
 
 /// Opens sled under `data_dir`, verifies all of it and checks it against the witness
@@ -91,13 +96,13 @@ pub(crate) fn open_checked<C: GoimTypes>(
             (witness, written)
         }
         None => {
-            if found.records > 0 {
+            let record = found.record();
+            if found.holds_raft_state() {
                 warn!(
                     witness = %paths.witness.display(),
-                    "no durability witness beside an existing db (a data dir of an older version): creating it"
+                    "no durability witness beside a db holding Raft state (a data dir of an older version): creating it"
                 );
             }
-            let record = found.record();
             (Witness::create(&paths.witness, &record)?, record)
         }
     };
@@ -262,7 +267,7 @@ fn upgrade_format<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<(), Stor
 /// Reads every key and value of every tree; decodes every log entry (checking its crc and
 /// that the log has no hole) and the Raft state the node starts from. State trees other
 /// than the current one (left by a crash mid-install) are skipped: opening drops them.
-fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageError> {
+pub(crate) fn verify<C: GoimTypes>(db: &sled::Db, paths: &Paths) -> Result<Found, StorageError> {
     let mut found = Found::default();
     let names = db.tree_names();
     let state = state_tree::current_name(db)?;

@@ -295,10 +295,38 @@ async fn witness_torn_or_missing() {
     }
 
     // No witness at all (a data dir from before it existed): accepted, and one is written.
+    // Opening warns about it: the db holds Raft state.
     std::fs::remove_file(&witness).unwrap();
     assert!(matches!(reopen(&dir, &written), Outcome::Intact));
     assert!(witness.exists());
     assert!(matches!(reopen(&dir, &written), Outcome::Intact));
+    assert!(found_in(&dir).holds_raft_state());
+}
+
+/// A new data dir gets its witness without the warning meant for data dirs of an older
+/// version: it holds no Raft state to witness (the log format's key is all there is).
+#[test]
+fn a_new_data_dir_holds_no_raft_state_to_witness() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    drop(open_checked::<T>(&dir, Default::default()).expect("a new data dir opens"));
+    wait_closed(&dir);
+    assert!(Paths::new(&dir).witness.exists());
+    let found = found_in(&dir);
+    assert_eq!(found.records, 1, "{found:?}");
+    assert!(!found.holds_raft_state(), "{found:?}");
+}
+
+/// What opening finds in the data dir under `dir`.
+fn found_in(dir: &Path) -> crate::recovery::Found {
+    wait_closed(dir);
+    let paths = Paths::new(dir);
+    let segment_size = crate::recovery::check_sled_files(&paths).expect("sled's files");
+    let db = sled::Config::new().path(&paths.sled_dir).segment_size(segment_size).open().expect("sled opens");
+    let found = crate::recovery::verify::<T>(&db, &paths).expect("verifies");
+    drop(db);
+    wait_closed(dir);
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,13 +10,17 @@ mod http;
 mod http_server;
 mod job;
 mod listen;
+mod log_limit;
 mod logic;
 mod node;
 mod rate;
 mod shutdown;
 mod tls;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::Settings;
 
@@ -198,10 +202,16 @@ impl std::error::Error for DataDamaged {}
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let cfg = settings.load()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log)
+        .with_context(|| format!("--log {:?}: not a log filter (e.g. info,openraft=warn)", cfg.log))?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(log_limit::RepeatLimit::new(listen::LOG_INTERVAL))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
     auth::log_posture(&cfg);
     // Only ring is compiled in (rustls and quinn features, Cargo.toml); installing it makes

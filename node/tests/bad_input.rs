@@ -136,3 +136,20 @@ async fn bad_client_input_is_closed_and_counted_while_others_are_served() {
     assert!(metrics.contains("goim_http_bad_requests_total"), "{metrics}");
     assert!(metrics.contains("goim_http_not_found_total"), "{metrics}");
 }
+
+/// A log filter that does not parse stops the node at start, naming it, instead of running
+/// with a filter the operator did not ask for.
+#[test]
+fn a_bad_log_filter_stops_the_node_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_goim"))
+        .args(["run", "--data-dir", dir.path().join("data").to_str().unwrap()])
+        .args(["--log", "info,openraft=loud"])
+        .args(["--http-addr", "127.0.0.1:0", "--tcp-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0"])
+        .args(["--quic-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--log \"info,openraft=loud\": not a log filter"), "{stderr}");
+}

@@ -214,6 +214,8 @@ async fn serve_http<S>(
 {
     let io = TokioIo::new(io);
     let service = TowerToHyperService::new(app);
+    let version = if h2 { "h2" } else { "http/1.1" };
+    metrics::counter!("goim_http_connections_total", "version" => version).increment(1);
     if h2 {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder

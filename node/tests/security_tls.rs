@@ -218,6 +218,12 @@ async fn a_wss_client_receives_a_push_sent_over_https() {
         }
     }
     assert_eq!(h2_bodies, (0..40).map(|i| format!("h2 {i}")).collect());
+    let m = common::metrics(&node).await;
+    assert_eq!(
+        common::metric(&m, "goim_http_connections_total{version=\"h2\"}"),
+        1.0,
+        "one h2 connection: {m}"
+    );
     // A client offering only http/1.1 (or nothing, above) is served HTTP/1.1 as before.
     let tls = tls_connect_alpn(&pki.ca, https_port, &[b"http/1.1"]).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));

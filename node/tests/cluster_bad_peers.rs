@@ -212,3 +212,61 @@ async fn garbage_and_vanishing_peers_are_counted_and_harmless() {
     assert!(!log.contains("panicked"), "no panic in the target's log");
     c.assert_all_alive();
 }
+
+/// Whether a push to `base` commits within `within` (attempts of at most 2 s each).
+async fn commits_within(c: &Cluster, base: &str, within: Duration) -> bool {
+    let url = format!("{base}/goim/push/room?operation=1000&type=live&room=5");
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Ok(r) = c.http.post(&url).body("to a quorum").send().await {
+            if r.json::<serde_json::Value>().await.is_ok_and(|v| v["code"] == 0) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// A voter's data is lost and a new, empty node (another id) is started at its address
+/// before the voter is removed: the new node must not answer for it. Three voters; the
+/// leader and one follower stopped, and the follower's address taken by a wiped node 4. The
+/// survivor must not be elected, nor commit a push: node 4 voting and acknowledging entries
+/// as the lost voter would have let it (a leader could then be elected without the entries a
+/// majority holds). Node 4 counts what it refused; the old leader back, a leader is elected
+/// and pushes commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_at_a_lost_voters_address_does_not_answer_for_it() {
+    let _one_cluster_at_a_time = exclusive().await;
+    let mut c = Cluster::start(3, 0, 0).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let (survivor, lost) = ((leader + 1) % 3, (leader + 2) % 3);
+    let (base, lost_id) = (c.logic[survivor].url(), c.logic[lost].id);
+    assert!(commits_within(&c, &base, Duration::from_secs(10)).await, "the cluster commits");
+    c.logic[leader].kill9();
+    c.logic[lost].kill9();
+    c.logic[lost].wipe_as(4);
+    c.logic[lost].spawn();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.logic[lost].assert_alive();
+
+    assert!(
+        !commits_within(&c, &base, Duration::from_secs(8)).await,
+        "the survivor committed with node 4 answering for node {lost_id}"
+    );
+    let status = c.status(survivor).await.expect("the survivor answers its status");
+    assert!(status["leader"].is_null(), "a leader elected on node 4's vote: {status}");
+    let metrics =
+        c.http.get(format!("{}/metrics", c.logic[lost].url())).send().await.expect("node 4 answers");
+    let m = metrics.text().await.expect("node 4's metrics");
+    assert!(
+        counter(&m, "goim_raft_misaddressed_total") >= 1.0,
+        "node 4 refused node {lost_id}'s messages:\n{m}"
+    );
+    let refused = format!("refused a Raft message for node {lost_id}: this is node 4");
+    assert!(c.logic[lost].log().contains(&refused), "{}", c.logic[lost].log_tail(20));
+
+    c.logic[leader].spawn();
+    assert!(commits_within(&c, &base, Duration::from_secs(20)).await, "a real majority commits again");
+    c.logic[survivor].assert_alive();
+}

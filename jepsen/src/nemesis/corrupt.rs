@@ -13,8 +13,16 @@ use crate::procs::Started;
 
 /// Stops a follower, damages its data files, starts it again. A node that refuses its
 /// files is rebuilt from the others (removed, wiped, added back under a new id); one that
-/// starts anyway must serve the same log as everyone else (checked at the end).
+/// starts anyway must serve the same log as everyone else (checked at the end). Only with
+/// three voters or more and no membership change under way: the others must remain a
+/// majority if this one's data is lost for good.
 pub(super) async fn corrupt(ctx: &Ctx, rng: &mut StdRng) -> anyhow::Result<()> {
+    // The others must stay a majority if this one's data is lost for good: no membership
+    // change meanwhile, and three voters at least.
+    let Ok(_no_member_change) = ctx.voter_loss.try_lock() else { return Ok(()) };
+    if ctx.voters() < 3 {
+        return Ok(());
+    }
     let leader = ctx.leader().await.map(|(h, _)| h);
     let followers: Vec<String> =
         ctx.live_voters().into_iter().filter(|h| Some(h) != leader.as_ref() && !ctx.is_busy(h)).collect();

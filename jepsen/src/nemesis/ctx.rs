@@ -24,6 +24,12 @@ pub struct Ctx {
     busy: Mutex<BTreeSet<String>>,
     /// Logic hosts taken out of the voters (to be added back under a new id).
     removed: Mutex<BTreeSet<String>>,
+    /// Held by a fault that takes a voter out for a while (`member`) or may lose its data
+    /// for good (`corrupt`): one at a time, so that together they never leave the voters
+    /// without a majority that still has its data. (Before nodes refused messages for
+    /// another id, a voter rebuilt at the lost one's address answered for it, and the harness
+    /// recovered from such a loss unsafely: JEPSEN.md, finding 10.)
+    pub(super) voter_loss: tokio::sync::Mutex<()>,
 }
 
 pub(super) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -43,6 +49,7 @@ impl Ctx {
             history,
             busy: Mutex::new(BTreeSet::new()),
             removed: Mutex::new(BTreeSet::new()),
+            voter_loss: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -64,6 +71,12 @@ impl Ctx {
 
     pub(super) fn note(&self, text: String) {
         self.history.log(What::Note { text });
+    }
+
+    /// Logic hosts that are voters (not taken out by `member` or a rebuild).
+    pub(super) fn voters(&self) -> usize {
+        let removed = locked(&self.removed);
+        self.topo.logic.iter().filter(|h| !removed.contains(*h)).count()
     }
 
     /// Logic hosts that are voters and whose process runs.

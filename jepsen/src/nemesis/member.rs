@@ -16,6 +16,8 @@ pub(super) async fn run(ctx: Arc<Ctx>, interval: Duration, seed: u64, stop: Arc<
     let mut rng = StdRng::seed_from_u64(seed);
     sleep_unless(&stop, interval).await;
     while !stop.load(Ordering::Relaxed) {
+        // Not while a voter's data is being damaged (`corrupt`), nor one meanwhile.
+        let no_data_loss = ctx.voter_loss.lock().await;
         let candidates: Vec<String> = ctx.live_voters().into_iter().filter(|h| !ctx.is_busy(h)).collect();
         // Keep at least a majority of the initial voters in the group.
         if candidates.len() * 2 > ctx.topo.logic.len() {
@@ -26,6 +28,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, interval: Duration, seed: u64, stop: Arc<
                 }
             }
         }
+        drop(no_data_loss);
         sleep_unless(&stop, interval.mul_f64(rng.random_range(1.0..2.0))).await;
     }
 }

@@ -13,7 +13,7 @@ use goim_net::rpc::tail::{TailBatch, TailRequest};
 use goim_net::rpc::{PushRecord, PushTarget, RpcError, Service};
 use goim_raft::command::{Push, PushTo, Reply, Request, Tick};
 use goim_raft::membership::MembershipChange;
-use goim_raft::network::{LeaderOp, LeaderReply, RaftRpc, RaftRpcReply, WriteError};
+use goim_raft::network::{LeaderOp, LeaderReply, RaftRpc, RaftRpcReply, To, WriteError};
 use goim_raft::TypeConfig;
 use openraft::error::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
@@ -314,12 +314,10 @@ fn rpc_seeds() {
         Entry { log_id: log_id(8), payload: EntryPayload::Blank },
     ];
     let raft_requests = [
-        RaftRpc::Vote(VoteRequest::new(Vote::new(3, 2), Some(log_id(8)))),
-        RaftRpc::Append(AppendEntriesRequest {
-            vote,
-            prev_log_id: Some(log_id(4)),
-            entries,
-            leader_commit: Some(log_id(4)),
+        RaftRpc::VoteTo(To { node: 1, rpc: VoteRequest::new(Vote::new(3, 2), Some(log_id(8))) }),
+        RaftRpc::AppendTo(To {
+            node: 2,
+            rpc: AppendEntriesRequest { vote, prev_log_id: Some(log_id(4)), entries, leader_commit: Some(log_id(4)) },
         }),
         RaftRpc::Leader(LeaderOp::Write(push("p3", PushTo::Keys(vec!["k1".into()])))),
         RaftRpc::Leader(LeaderOp::Membership(MembershipChange::Add { id: 3, addr: "127.0.0.1:3319".into() })),

@@ -257,7 +257,7 @@ where
         Err(e) => {
             metrics::counter!("goim_quic_bad_frames_total", "service" => service).increment(1);
             debug!(peer = %stream.peer, error = %e, service, "bad request frame");
-            let _ = stream.send.reset(2u32.into());
+            let _ = stream.send.reset(super::UNDECODABLE_REQUEST.into());
             return;
         }
     };

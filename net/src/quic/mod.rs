@@ -42,3 +42,18 @@ pub enum QuicError {
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// The code a unary service resets its reply stream with when it cannot decode the request.
+pub const UNDECODABLE_REQUEST: u32 = 2;
+
+impl QuicError {
+    /// Whether the peer read the request and reset the stream because it could not decode
+    /// it: a peer of an earlier version that does not know the message (or a bug).
+    pub fn is_undecodable_request(&self) -> bool {
+        matches!(
+            self,
+            QuicError::Read(quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)))
+                if code.into_inner() == u64::from(UNDECODABLE_REQUEST)
+        )
+    }
+}

@@ -333,6 +333,17 @@ impl ProcNode {
     }
 
     /// SIGKILL: the process gets no chance to flush or say goodbye.
+    /// Makes this stopped node a new, empty one under `id` on the same addresses (its data
+    /// dir wiped, `--node-id id`): what an operator does for a voter whose data was lost.
+    pub fn wipe_as(&mut self, id: u64) {
+        assert!(self.child.is_none(), "{} is running", self.name);
+        let _ = std::fs::remove_dir_all(self.data_dir());
+        let at = self.args.iter().position(|a| a == "--node-id").expect("a cluster node has --node-id");
+        self.args[at + 1] = id.to_string();
+        self.id = id;
+        self.note(&format!("wiped, now node {id}"));
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -15,7 +15,7 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 
-use super::message::{RaftRpc, RaftRpcReply};
+use super::message::{RaftRpc, RaftRpcReply, To};
 use crate::check_quorum::Quiet;
 use crate::types::TypeConfig;
 
@@ -55,6 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
             quiet: self.quiet.clone(),
             target,
             addr: node.addr.clone(),
+            earlier_version: false,
         }
     }
 }
@@ -64,6 +65,9 @@ pub struct PeerClient {
     quiet: Arc<Quiet>,
     target: u64,
     addr: String,
+    /// The peer could not read a message naming its recipient (`To`): it runs an earlier
+    /// version, and is sent the unaddressed messages it knows until this client is remade.
+    earlier_version: bool,
 }
 
 type RpcErr<E> = RPCError<u64, BasicNode, RaftError<u64, E>>;
@@ -82,17 +86,36 @@ impl PeerClient {
     }
 
     async fn call<E: std::error::Error>(
-        &self,
+        &mut self,
         rpc: RaftRpc,
         option: &RPCOption,
     ) -> Result<RaftRpcReply, RpcErr<E>> {
-        let reply = self
-            .endpoint
-            .call::<RaftRpc, RaftRpcReply>(&self.addr, Service::Raft, &rpc, option.hard_ttl())
-            .await;
+        let rpc = if self.earlier_version { rpc.unaddressed() } else { rpc };
+        let (endpoint, addr, ttl) = (&self.endpoint, self.addr.as_str(), option.hard_ttl());
+        let send =
+            async |rpc: &RaftRpc| endpoint.call::<RaftRpc, RaftRpcReply>(addr, Service::Raft, rpc, ttl).await;
+        let mut reply = send(&rpc).await;
+        if rpc.addressed_to().is_some() && reply.as_ref().is_err_and(QuicError::is_undecodable_request) {
+            tracing::info!(
+                target = self.target,
+                addr = %self.addr,
+                "the peer runs an earlier version: Raft messages to it name no recipient until it is upgraded"
+            );
+            self.earlier_version = true;
+            reply = send(&rpc.unaddressed()).await;
+        }
         match reply {
             Ok(RaftRpcReply::Bad(msg)) => {
                 Err(RPCError::Network(NetworkError::new(&std::io::Error::other(msg))))
+            }
+            // Another node has the target's address: as good as unreachable (openraft backs
+            // off), and nothing it says counts for the target.
+            Ok(RaftRpcReply::Misaddressed(there)) => {
+                let why = format!(
+                    "the process at {} is node {there}, not node {}: the target's data was lost and a new node took its address? Remove node {} from the cluster",
+                    self.addr, self.target, self.target
+                );
+                Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(why))))
             }
             Ok(r) => Ok(r),
             // Only a peer we cannot even dial is `Unreachable` (openraft then backs off);
@@ -122,7 +145,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcErr<openraft::error::Infallible>> {
         self.held_back()?;
-        match self.call(RaftRpc::Append(rpc), &option).await? {
+        match self.call(RaftRpc::AppendTo(To { node: self.target, rpc }), &option).await? {
             RaftRpcReply::Append(r) => self.remote(r),
             _ => Err(mismatch()),
         }
@@ -134,7 +157,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RpcErr<InstallSnapshotError>> {
         self.held_back()?;
-        match self.call(RaftRpc::Snapshot(rpc.into()), &option).await? {
+        match self.call(RaftRpc::SnapshotTo(To { node: self.target, rpc: rpc.into() }), &option).await? {
             RaftRpcReply::Snapshot(r) => self.remote(r),
             _ => Err(mismatch()),
         }
@@ -145,9 +168,74 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RpcErr<openraft::error::Infallible>> {
-        match self.call(RaftRpc::Vote(rpc), &option).await? {
+        match self.call(RaftRpc::VoteTo(To { node: self.target, rpc }), &option).await? {
             RaftRpcReply::Vote(r) => self.remote(r),
             _ => Err(mismatch()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use goim_net::quic::{serve_unary, BiStream, ClusterTls, StreamHandler};
+    use openraft::Vote;
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::network::message::LeaderOp;
+    use crate::network::snapshot_chunk::SnapshotChunk;
+
+    /// The Raft messages of nodes before `To`, in their order.
+    #[allow(dead_code)] // only decoded
+    #[derive(Deserialize)]
+    enum EarlierRpc {
+        Append(AppendEntriesRequest<TypeConfig>),
+        Vote(VoteRequest<u64>),
+        Snapshot(SnapshotChunk),
+        Leader(LeaderOp),
+        Status,
+    }
+
+    /// A Raft service as an earlier version serves it: it grants every vote it can read.
+    #[derive(Default)]
+    struct EarlierPeer {
+        votes: AtomicU32,
+    }
+
+    impl StreamHandler for EarlierPeer {
+        fn handle(self: Arc<Self>, stream: BiStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(serve_unary(stream, "raft", move |rpc: EarlierRpc| async move {
+                match rpc {
+                    EarlierRpc::Vote(v) => {
+                        self.votes.fetch_add(1, Ordering::Relaxed);
+                        RaftRpcReply::Vote(Ok(VoteResponse::new(v.vote, None, true)))
+                    }
+                    _ => RaftRpcReply::Bad("not in this test".into()),
+                }
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_an_earlier_version_is_sent_the_messages_it_knows() {
+        let any = || "127.0.0.1:0".parse().unwrap();
+        let server = QuicEndpoint::bind(any(), &ClusterTls::generate().unwrap()).unwrap();
+        let earlier = Arc::new(EarlierPeer::default());
+        server.register(Service::Raft, earlier.clone());
+        let client = QuicEndpoint::bind(any(), &ClusterTls::generate().unwrap()).unwrap();
+        let mut network = QuicNetwork::new(client, Quiet::new());
+        let at = BasicNode::new(server.local_addr().unwrap().to_string());
+        let mut peer = network.new_client(2, &at).await;
+        for term in [3, 4] {
+            let request = VoteRequest::new(Vote::new(term, 1), None);
+            let reply = peer.vote(request, RPCOption::new(Duration::from_secs(5))).await.expect("a reply");
+            assert!(reply.vote_granted, "term {term}");
+        }
+        assert_eq!(earlier.votes.load(Ordering::Relaxed), 2);
+        assert!(peer.earlier_version, "told apart once, remembered after");
     }
 }

@@ -11,6 +11,21 @@ use crate::membership::{MembershipChange, MembershipView};
 use crate::status::MemberStatus;
 use crate::types::TypeConfig;
 
+/// A consensus message and the node it is meant for. The process at a voter's address may
+/// be another node: the voter's data was lost and a new node, under a new id and with
+/// nothing, was started in its place. Answering for the voter it would grant votes and
+/// acknowledge entries the voter never held, and a leader lacking committed entries could
+/// be elected. So a node serves only the messages addressed to its own id.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct To<T> {
+    pub node: u64,
+    pub rpc: T,
+}
+
+/// The first five variants are the messages of nodes before `To`, in their order (the codec
+/// writes a variant's index): they are served as before, so that voters can be upgraded one
+/// at a time; a node sends the addressed ones, and the unaddressed ones only to a peer that
+/// cannot read those (`network::client`).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RaftRpc {
     Append(AppendEntriesRequest<TypeConfig>),
@@ -20,6 +35,9 @@ pub enum RaftRpc {
     Leader(LeaderOp),
     /// This member's view of the cluster (`/cluster/overview` asks every member).
     Status,
+    AppendTo(To<AppendEntriesRequest<TypeConfig>>),
+    VoteTo(To<VoteRequest<u64>>),
+    SnapshotTo(To<SnapshotChunk>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +61,31 @@ pub enum RaftRpcReply {
     Status(MemberStatus),
     /// The request could not be decoded or served.
     Bad(String),
+    /// A consensus message for another node reached this one (its id here).
+    Misaddressed(u64),
+}
+
+impl RaftRpc {
+    /// The node a consensus message is for; `None` for the others (and for the unaddressed
+    /// messages of earlier versions), which any member serves.
+    pub fn addressed_to(&self) -> Option<u64> {
+        match self {
+            RaftRpc::AppendTo(to) => Some(to.node),
+            RaftRpc::VoteTo(to) => Some(to.node),
+            RaftRpc::SnapshotTo(to) => Some(to.node),
+            _ => None,
+        }
+    }
+
+    /// The same message as nodes before `To` sent it.
+    pub fn unaddressed(self) -> RaftRpc {
+        match self {
+            RaftRpc::AppendTo(to) => RaftRpc::Append(to.rpc),
+            RaftRpc::VoteTo(to) => RaftRpc::Vote(to.rpc),
+            RaftRpc::SnapshotTo(to) => RaftRpc::Snapshot(to.rpc),
+            other => other,
+        }
+    }
 }
 
 /// Why a write did not commit. Only `ForwardToLeader` and `NoLeader` are worth retrying.
@@ -123,17 +166,35 @@ mod tests {
                 payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1, 2])], nodes)),
             },
         ];
-        let append = RaftRpc::Append(AppendEntriesRequest {
-            vote: Vote::new_committed(2, 1),
-            prev_log_id: Some(log_id(4)),
-            entries,
-            leader_commit: Some(log_id(4)),
+        let append = RaftRpc::AppendTo(To {
+            node: 2,
+            rpc: AppendEntriesRequest {
+                vote: Vote::new_committed(2, 1),
+                prev_log_id: Some(log_id(4)),
+                entries,
+                leader_commit: Some(log_id(4)),
+            },
         });
         let decoded: RaftRpc = serial::decode(&serial::encode(&append).unwrap()).unwrap();
         assert_eq!(format!("{decoded:?}"), format!("{append:?}"));
         let reply = failed_append(3);
         let decoded: RaftRpcReply = serial::decode(&serial::encode(&reply).unwrap()).unwrap();
         assert_eq!(format!("{decoded:?}"), format!("{reply:?}"));
+    }
+
+    /// Earlier versions' messages keep their variant indices (the codec's first byte), so a
+    /// node reads what a voter not yet upgraded sends, and that voter reads its replies.
+    #[test]
+    fn the_messages_of_earlier_versions_keep_their_encoding() {
+        let index = |v: &RaftRpc| serial::encode(v).unwrap()[0];
+        let vote = VoteRequest::new(Vote::new(3, 2), None);
+        assert_eq!(index(&RaftRpc::Vote(vote.clone())), 1);
+        assert_eq!(index(&RaftRpc::Status), 4);
+        assert_eq!(index(&RaftRpc::VoteTo(To { node: 1, rpc: vote.clone() })), 6);
+        assert_eq!(index(&RaftRpc::VoteTo(To { node: 1, rpc: vote }).unaddressed()), 1);
+        let reply = |v: &RaftRpcReply| serial::encode(v).unwrap()[0];
+        assert_eq!(reply(&RaftRpcReply::Bad("x".into())), 5);
+        assert_eq!(reply(&RaftRpcReply::Misaddressed(2)), 6);
     }
 
     /// Regression (net/fuzz `rpc`): a forwarded write of nested batches, or a reply whose

@@ -7,5 +7,5 @@ mod server;
 mod snapshot_chunk;
 
 pub use client::{call_as, QuicNetwork};
-pub use message::{LeaderOp, LeaderReply, RaftRpc, RaftRpcReply, WriteError};
+pub use message::{LeaderOp, LeaderReply, RaftRpc, RaftRpcReply, To, WriteError};
 pub use server::RaftService;

@@ -1,8 +1,9 @@
 //! Serves `Service::Raft` streams: hands each request to the local Raft and writes back
-//! its result. Undecodable frames are counted and the stream reset (see `serve_unary`).
+//! its result. Undecodable frames are counted and the stream reset (see `serve_unary`); a
+//! consensus message addressed to another node id is refused (`To`), counted and logged.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use goim_net::quic::{serve_unary, BiStream, StreamHandler};
@@ -10,7 +11,7 @@ use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, InstallSnapshotResponse};
 use tokio::time::Instant;
 
-use super::message::{RaftRpc, RaftRpcReply};
+use super::message::{RaftRpc, RaftRpcReply, To};
 use crate::cluster::Cluster;
 use crate::liveness::LastHeard;
 use crate::types::{Raft, TypeConfig};
@@ -23,8 +24,13 @@ impl StreamHandler for RaftService {
     fn handle(self: Arc<Self>, stream: BiStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(serve_unary(stream, "raft", move |rpc: RaftRpc| async move {
             let raft = &self.cluster.raft;
+            let me = self.cluster.node_id;
+            if let Some(to) = rpc.addressed_to().filter(|to| *to != me) {
+                misaddressed(me, to);
+                return RaftRpcReply::Misaddressed(me);
+            }
             match rpc {
-                RaftRpc::Append(r) => {
+                RaftRpc::Append(r) | RaftRpc::AppendTo(To { rpc: r, .. }) => {
                     self.cluster.heard.store(Instant::now());
                     let started = std::time::Instant::now();
                     let reply = raft.append_entries(r).await;
@@ -33,14 +39,33 @@ impl StreamHandler for RaftService {
                         .record(started.elapsed().as_secs_f64());
                     RaftRpcReply::Append(reply)
                 }
-                RaftRpc::Vote(r) => RaftRpcReply::Vote(raft.vote(r).await),
-                RaftRpc::Snapshot(r) => {
+                RaftRpc::Vote(r) | RaftRpc::VoteTo(To { rpc: r, .. }) => {
+                    RaftRpcReply::Vote(raft.vote(r).await)
+                }
+                RaftRpc::Snapshot(r) | RaftRpc::SnapshotTo(To { rpc: r, .. }) => {
                     RaftRpcReply::Snapshot(install_chunk(raft, &self.cluster.heard, r.into()).await)
                 }
                 RaftRpc::Leader(op) => RaftRpcReply::Leader(self.cluster.run_local(op).await),
                 RaftRpc::Status => RaftRpcReply::Status(self.cluster.local_status()),
             }
         }))
+    }
+}
+
+/// Counts a consensus message meant for node `to`, and says so at most once per 5 s: a
+/// member still lists `to` at this node's address (`to`'s data was lost and this node was
+/// started in its place before `to` was removed from the cluster).
+fn misaddressed(me: u64, to: u64) {
+    static LOGGED: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    metrics::counter!("goim_raft_misaddressed_total").increment(1);
+    let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+        *logged = Some(std::time::Instant::now());
+        tracing::warn!(
+            node = me,
+            addressed_to = to,
+            "refused a Raft message for node {to}: this is node {me}. A member lists node {to} at this address; if node {to} is gone, remove it from the cluster"
+        );
     }
 }
 

@@ -66,7 +66,7 @@ mod tests {
     use openraft::{CommittedLeaderId, LogId, StoredMembership};
 
     use super::*;
-    use crate::network::RaftRpc;
+    use crate::network::{RaftRpc, To};
 
     /// A chunk crosses the codec whole, its data as bytes: a few bytes over its length.
     #[test]
@@ -83,10 +83,11 @@ mod tests {
             data: data.clone(),
             done: true,
         };
-        let encoded = serial::encode(&RaftRpc::Snapshot(request.into())).unwrap();
+        let encoded = serial::encode(&RaftRpc::SnapshotTo(To { node: 2, rpc: request.into() })).unwrap();
         assert!(encoded.len() < data.len() + 100, "{} bytes for {}", encoded.len(), data.len());
-        let RaftRpc::Snapshot(chunk) = serial::decode(&encoded).unwrap() else { panic!("not a chunk") };
-        let back: InstallSnapshotRequest<TypeConfig> = chunk.into();
+        let RaftRpc::SnapshotTo(chunk) = serial::decode(&encoded).unwrap() else { panic!("not a chunk") };
+        assert_eq!(chunk.node, 2);
+        let back: InstallSnapshotRequest<TypeConfig> = chunk.rpc.into();
         assert_eq!((back.offset, back.done, back.meta.snapshot_id.as_str()), (1 << 20, true, "3-42-1"));
         assert_eq!(back.data, data);
     }

@@ -4,8 +4,10 @@
 //! live in goim-types and are re-exported; the Rust client is goim-client. Every decoder
 //! of untrusted bytes here is fuzzed (net/fuzz).
 pub mod api;
+mod log_every;
 pub mod packet;
 pub mod quic;
 pub mod rpc;
 
 pub use goim_types::serial;
+pub use log_every::LogEvery;

@@ -49,8 +49,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::listen::{self, Refuser};
 use crate::logic::http::{ApiError, BATCH_MAX_BYTES, BATCH_PATH};
-use crate::rate::LogEvery;
 use crate::tls::ClientTls;
+use goim_net::LogEvery;
 
 /// How long connections get to finish their requests once the node shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

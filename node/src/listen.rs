@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::rate::LogEvery;
+use goim_net::LogEvery;
 
 /// Pending connections a listener queues by default.
 pub const DEFAULT_BACKLOG: u32 = 4096;

@@ -3,11 +3,13 @@
 //! lines a second on every node that talks to it, burying everything else. This layer lets a
 //! WARN or ERROR event of a limited target through at most once per interval per place in
 //! the source (its callsite), and counts the rest in `goim_log_suppressed_total{target}`.
-//! Our own code limits its repeated lines where it logs them (`rate::LogEvery`).
+//! Our own code limits its repeated lines where it logs them, with the same `goim_net::LogEvery`.
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use goim_net::LogEvery;
+use tokio::time::Instant;
 use tracing::callsite::Identifier;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
@@ -17,12 +19,12 @@ const LIMITED: &[&str] = &["openraft"];
 
 pub struct RepeatLimit {
     every: Duration,
-    last: Mutex<HashMap<Identifier, Instant>>,
+    callsites: Mutex<HashMap<Identifier, LogEvery>>,
 }
 
 impl RepeatLimit {
     pub fn new(every: Duration) -> RepeatLimit {
-        RepeatLimit { every, last: Mutex::new(HashMap::new()) }
+        RepeatLimit { every, callsites: Mutex::new(HashMap::new()) }
     }
 
     /// Whether an event with `meta` at `now` is shown: any that is not a limited WARN or
@@ -32,14 +34,9 @@ impl RepeatLimit {
         if *meta.level() > Level::WARN || !LIMITED.iter().any(|t| meta.target().starts_with(t)) {
             return true;
         }
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        match last.get(&meta.callsite()) {
-            Some(at) if now.duration_since(*at) < self.every => false,
-            _ => {
-                last.insert(meta.callsite(), now);
-                true
-            }
-        }
+        let mut callsites = self.callsites.lock().unwrap_or_else(|e| e.into_inner());
+        let log = callsites.entry(meta.callsite()).or_insert_with(|| LogEvery::new(self.every));
+        log.allow_at(now).is_some()
     }
 }
 

@@ -1,10 +1,6 @@
-//! Small rate tools every bound in the node shares: a token bucket (connection and auth
-//! rate per address, WebSocket control frames and op-4 messages per connection) and a log
-//! throttle, so that a flood of refusals or accept errors costs one log line per interval
-//! instead of one per event.
-
-use std::sync::Mutex;
-use std::time::Duration;
+//! The token bucket every bound in the node shares: connection and auth rate per address,
+//! WebSocket control frames and op-4 messages per connection. (Log lines are held to one per
+//! interval by `goim_net::LogEvery`.)
 
 use tokio::time::Instant;
 
@@ -75,38 +71,10 @@ impl TokenBucket {
     }
 }
 
-/// Lets one log line through per interval and counts the ones it held back.
-pub struct LogEvery {
-    interval: Duration,
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl LogEvery {
-    pub const fn new(interval: Duration) -> LogEvery {
-        LogEvery { interval, state: Mutex::new((None, 0)) }
-    }
-
-    /// `Some(suppressed)` when a line may be logged now (with how many were held back since
-    /// the last one), `None` when this one is to be held back.
-    pub fn allow(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        match state.0 {
-            Some(last) if now.saturating_duration_since(last) < self.interval => {
-                state.1 += 1;
-                None
-            }
-            _ => {
-                let suppressed = std::mem::take(&mut state.1);
-                state.0 = Some(now);
-                Some(suppressed)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -122,16 +90,5 @@ mod tests {
         assert!(b.is_full(rate, t0 + Duration::from_secs(1)));
         let mut free = TokenBucket::new(Rate::UNLIMITED, t0);
         assert!((0..1000).all(|_| free.take(Rate::UNLIMITED, t0)));
-    }
-
-    #[test]
-    fn log_every_counts_what_it_holds_back() {
-        let log = LogEvery::new(Duration::from_secs(60));
-        assert_eq!(log.allow(), Some(0));
-        assert_eq!(log.allow(), None);
-        assert_eq!(log.allow(), None);
-        let log = LogEvery::new(Duration::ZERO);
-        assert_eq!(log.allow(), Some(0));
-        assert_eq!(log.allow(), Some(0));
     }
 }

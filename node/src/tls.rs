@@ -18,7 +18,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::rate::LogEvery;
+use goim_net::LogEvery;
 
 /// ALPN names, in the server's order of preference.
 const HTTP1: &[u8] = b"http/1.1";

@@ -7,7 +7,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::cluster::{auth_req, exclusive, join, wait_for, Cluster, ProcNode};
+use common::cluster::{auth_req, exclusive, first_commit, join, wait_for, Cluster, ProcNode};
 use common::counter;
 use goim_net::quic::{read_frame, write_frame, ClusterTls, QuicEndpoint, SERVER_NAME};
 use goim_net::rpc::logic::LogicRequest;
@@ -213,21 +213,6 @@ async fn garbage_and_vanishing_peers_are_counted_and_harmless() {
     c.assert_all_alive();
 }
 
-/// Whether a push to `base` commits within `within` (attempts of at most 2 s each).
-async fn commits_within(c: &Cluster, base: &str, within: Duration) -> bool {
-    let url = format!("{base}/goim/push/room?operation=1000&type=live&room=5");
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if let Ok(r) = c.http.post(&url).body("to a quorum").send().await {
-            if r.json::<serde_json::Value>().await.is_ok_and(|v| v["code"] == 0) {
-                return true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
-
 /// A voter's data is lost and a new, empty node (another id) is started at its address
 /// before the voter is removed: the new node must not answer for it. Three voters; the
 /// leader and one follower stopped, and the follower's address taken by a wiped node 4. The
@@ -242,7 +227,7 @@ async fn a_new_node_at_a_lost_voters_address_does_not_answer_for_it() {
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let (survivor, lost) = ((leader + 1) % 3, (leader + 2) % 3);
     let (base, lost_id) = (c.logic[survivor].url(), c.logic[lost].id);
-    assert!(commits_within(&c, &base, Duration::from_secs(10)).await, "the cluster commits");
+    assert!(first_commit(&base, "lost", Duration::from_secs(10)).await.is_some(), "the cluster commits");
     c.logic[leader].kill9();
     c.logic[lost].kill9();
     c.logic[lost].wipe_as(4);
@@ -251,7 +236,7 @@ async fn a_new_node_at_a_lost_voters_address_does_not_answer_for_it() {
     c.logic[lost].assert_alive();
 
     assert!(
-        !commits_within(&c, &base, Duration::from_secs(8)).await,
+        first_commit(&base, "lost", Duration::from_secs(8)).await.is_none(),
         "the survivor committed with node 4 answering for node {lost_id}"
     );
     let status = c.status(survivor).await.expect("the survivor answers its status");
@@ -267,6 +252,9 @@ async fn a_new_node_at_a_lost_voters_address_does_not_answer_for_it() {
     assert!(c.logic[lost].log().contains(&refused), "{}", c.logic[lost].log_tail(20));
 
     c.logic[leader].spawn();
-    assert!(commits_within(&c, &base, Duration::from_secs(20)).await, "a real majority commits again");
+    assert!(
+        first_commit(&base, "lost", Duration::from_secs(20)).await.is_some(),
+        "a real majority commits again"
+    );
     c.logic[survivor].assert_alive();
 }

@@ -14,9 +14,9 @@ mod common;
 
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::cluster::{exclusive, Cluster};
+use common::cluster::{exclusive, first_commit, Cluster};
 use common::counter;
 
 const TABLE: &str = "goim_check_quorum_test";
@@ -110,23 +110,6 @@ async fn a_stranded_leader_steps_aside_so_the_voters_it_cannot_reach_elect_anoth
     assert!(stranded >= 1.0, "the old leader counted no stranded spell");
     assert_ne!(new_leader, Some(leader), "the stranded node still leads");
     eprintln!("a push committed {took:?} after the cut, new leader {new_leader:?}");
-}
-
-/// Polls a push to `room` through `base` until one commits or `within` runs out: how long
-/// it took.
-async fn first_commit(base: &str, room: &str, within: Duration) -> Option<Duration> {
-    let url = format!("{base}/goim/push/room?operation=1000&type=live&room={room}");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if let Ok(r) = client.post(&url).body("while cut").send().await {
-            if r.json::<serde_json::Value>().await.is_ok_and(|v| v["code"] == 0) {
-                return Some(started.elapsed());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,9 @@
 //! TLS for clients and the API through the real binary: with `--tls-cert`/`--tls-key` a
 //! WSS client authenticates and receives a push sent over HTTPS, both trusting only the
 //! test's own CA, and `/goim/nodes/weighted` names the WSS port; an HTTPS client offering
-//! `h2` in ALPN gets HTTP/2 and many pushes in flight on its one connection; plain-text clients on the
-//! TLS ports are closed and counted while the plain ports keep working; a node given a key
-//! that does not match its certificate refuses to start, naming the files.
+//! `h2` in ALPN gets HTTP/2 and many pushes in flight on its one connection; plain-text
+//! clients on the TLS ports are closed and counted while the plain ports keep working; a
+//! node given a key that does not match its certificate refuses to start, naming the files.
 mod common;
 
 use std::net::TcpListener;

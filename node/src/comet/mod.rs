@@ -39,12 +39,13 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::ClientAuth;
 use crate::config::{Config, RPC_TIMEOUT};
 use crate::listen::{self, Refuser};
-use crate::rate::{LogEvery, Rate};
+use crate::rate::Rate;
 use crate::tls::ClientTls;
 use admission::{Admission, Admitted, ClientLimits, Refused};
 use bucket::Bucket;
 use channel::{Channel, QueuePolicy};
 use goim_net::rpc::logic_client::LogicClient;
+use goim_net::LogEvery;
 use online::OnlineSnapshot;
 use push::{Delivered, PushHandler};
 

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use goim_net::packet::Packet;
 
 use super::channel::Frame;
-use crate::rate::LogEvery;
+use goim_net::LogEvery;
 
 /// Why reading stopped with an error.
 #[derive(Debug, thiserror::Error)]

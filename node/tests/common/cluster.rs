@@ -332,7 +332,6 @@ impl ProcNode {
         }
     }
 
-    /// SIGKILL: the process gets no chance to flush or say goodbye.
     /// Makes this stopped node a new, empty one under `id` on the same addresses (its data
     /// dir wiped, `--node-id id`): what an operator does for a voter whose data was lost.
     pub fn wipe_as(&mut self, id: u64) {
@@ -344,6 +343,7 @@ impl ProcNode {
         self.note(&format!("wiped, now node {id}"));
     }
 
+    /// SIGKILL: the process gets no chance to flush or say goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -392,6 +392,23 @@ fn short_client() -> reqwest::Client {
         .connect_timeout(Duration::from_millis(500))
         .build()
         .expect("http client")
+}
+
+/// Polls a push to `room` through `base` until one commits or `within` runs out: how long
+/// it took.
+pub async fn first_commit(base: &str, room: &str, within: Duration) -> Option<Duration> {
+    let url = format!("{base}/goim/push/room?operation=1000&type=live&room={room}");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Ok(r) = client.post(&url).body("until one commits").send().await {
+            if r.json::<Value>().await.is_ok_and(|v| v["code"] == 0) {
+                return Some(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 /// GET returning the JSON reply, or None on any failure (nodes come and go in these tests).

@@ -3,10 +3,11 @@
 //! consensus message addressed to another node id is refused (`To`), counted and logged.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use goim_net::quic::{serve_unary, BiStream, StreamHandler};
+use goim_net::LogEvery;
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, InstallSnapshotResponse};
 use tokio::time::Instant;
@@ -56,14 +57,13 @@ impl StreamHandler for RaftService {
 /// member still lists `to` at this node's address (`to`'s data was lost and this node was
 /// started in its place before `to` was removed from the cluster).
 fn misaddressed(me: u64, to: u64) {
-    static LOGGED: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    static LOG: LogEvery = LogEvery::new(Duration::from_secs(5));
     metrics::counter!("goim_raft_misaddressed_total").increment(1);
-    let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
-    if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
-        *logged = Some(std::time::Instant::now());
+    if let Some(suppressed) = LOG.allow() {
         tracing::warn!(
             node = me,
             addressed_to = to,
+            suppressed,
             "refused a Raft message for node {to}: this is node {me}. A member lists node {to} at this address; if node {to} is gone, remove it from the cluster"
         );
     }
